@@ -1,0 +1,74 @@
+"""The LSTM language model shared by the LSTM variants (MLE, SeqGAN, LSTM GAN)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.text import BOS, EOS, PAD, UNK
+
+
+class LSTMGenerator(nn.Module):
+    """Embedding -> LSTM -> linear over the vocabulary; trained by teacher forcing."""
+
+    def __init__(self, vocab_size: int, embedding_dim: int, hidden_dim: int,
+                 num_layers: int = 1, dropout: float = 0.0):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.embedding = nn.Embedding(vocab_size, embedding_dim)
+        self.lstm = nn.LSTM(embedding_dim, hidden_dim, num_layers=num_layers, batch_first=True,
+                            dropout=dropout if num_layers > 1 else 0.0)
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(hidden_dim, vocab_size)
+
+    def forward(self, inputs: torch.Tensor, state=None):
+        """inputs [B, T] -> logits [B, T, V] and the LSTM state after the last position."""
+        hidden, state = self.lstm(self.embedding(inputs), state)
+        return self.output(self.dropout(hidden)), state
+
+    def token_log_probs(self, inputs: torch.Tensor, targets: torch.Tensor,
+                        temperature: float = 1.0) -> torch.Tensor:
+        """log p(target_t | prefix) per position, 0 at padding: [B, T]."""
+        logits, _ = self(inputs)
+        log_probs = torch.log_softmax(logits.float() / temperature, dim=-1)
+        picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        return picked * (targets != PAD)
+
+    def nll_loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean NLL per non-padding target token (teacher forcing)."""
+        logits, _ = self(inputs)
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
+                               ignore_index=PAD)
+
+    def flops_per_token(self) -> float:
+        """Multiply-adds per token, times 2 FLOPs each (forward only)."""
+        params = sum(p.numel() for name, p in self.named_parameters() if "embedding" not in name)
+        return 2.0 * params
+
+    @torch.no_grad()
+    def sample(self, n: int, max_length: int, temperature: float,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """n sequences [n, max_length + 1]: tokens, EOS, then PAD (EOS forced at the end)."""
+        device = self.output.weight.device
+        tokens = torch.full((n, 1), BOS, dtype=torch.long, device=device)
+        out = torch.full((n, max_length + 1), PAD, dtype=torch.long, device=device)
+        finished = torch.zeros(n, dtype=torch.bool, device=device)
+        state = None
+        for t in range(max_length + 1):
+            logits, state = self(tokens, state)
+            logits = logits[:, -1].float()
+            # Never emit the special input-only tokens.
+            logits[:, [PAD, BOS, UNK]] = -float("inf")
+            if t == max_length:
+                next_token = torch.full((n,), EOS, dtype=torch.long, device=device)
+            else:
+                probs = torch.softmax(logits / temperature, dim=-1)
+                next_token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            next_token = torch.where(finished, torch.full_like(next_token, PAD), next_token)
+            out[:, t] = next_token
+            finished |= next_token == EOS
+            if bool(finished.all()):
+                break
+            tokens = next_token.unsqueeze(1)
+        return out

@@ -1,0 +1,83 @@
+"""Evaluation-token sentences as padded id tensors, and seeded random minibatches of them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from bench.text import BOS, EOS, PAD, Vocabulary
+
+
+@dataclass
+class EncodedSentences:
+    """inputs = [BOS, w1..wL, PAD..], targets = [w1..wL, EOS, PAD..]; shape [N, max_length + 1]."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+    def to(self, device: torch.device) -> EncodedSentences:
+        return EncodedSentences(self.inputs.to(device), self.targets.to(device))
+
+    def select(self, index: torch.Tensor) -> EncodedSentences:
+        return EncodedSentences(self.inputs[index], self.targets[index])
+
+    def num_tokens(self) -> int:
+        return int((self.targets != PAD).sum())
+
+
+def encode(vocab: Vocabulary, sentences: Sequence[Sequence[str]], max_length: int
+           ) -> EncodedSentences:
+    """Sentences longer than max_length are cut (their EOS then comes after max_length)."""
+    n, width = len(sentences), max_length + 1
+    inputs = torch.full((n, width), PAD, dtype=torch.long)
+    targets = torch.full((n, width), PAD, dtype=torch.long)
+    for row, sentence in enumerate(sentences):
+        ids = vocab.encode(sentence[:max_length])
+        inputs[row, 0] = BOS
+        inputs[row, 1 : len(ids) + 1] = torch.tensor(ids, dtype=torch.long)
+        targets[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        targets[row, len(ids)] = EOS
+    return EncodedSentences(inputs, targets)
+
+
+def targets_to_inputs(targets: torch.Tensor) -> torch.Tensor:
+    """Generated sequences (tokens, EOS, PAD) -> teacher-forcing inputs (BOS, tokens, ...)."""
+    inputs = torch.roll(targets, 1, dims=1)
+    inputs[:, 0] = BOS
+    return inputs
+
+
+def decode(vocab: Vocabulary, targets: torch.Tensor) -> list[list[str]]:
+    return [vocab.decode(row) for row in targets.tolist()]
+
+
+class RandomBatches:
+    """Minibatches drawn with replacement-free epochs from a seeded generator (resumable)."""
+
+    def __init__(self, size: int, batch_size: int, seed: int):
+        self.size, self.batch_size = size, min(batch_size, size)
+        self.generator = torch.Generator().manual_seed(seed)
+        self._order = torch.randperm(size, generator=self.generator)
+        self._position = 0
+
+    def next_indices(self) -> torch.Tensor:
+        if self._position + self.batch_size > self.size:
+            self._order = torch.randperm(self.size, generator=self.generator)
+            self._position = 0
+        index = self._order[self._position : self._position + self.batch_size]
+        self._position += self.batch_size
+        return index
+
+    def state_dict(self) -> dict:
+        return {"rng": self.generator.get_state(), "order": self._order,
+                "position": self._position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["rng"])
+        self._order = state["order"]
+        self._position = int(state["position"])

@@ -1,0 +1,101 @@
+"""Compute budgets (METRICS.md): seconds, optimiser steps or FLOPs, enforced by the harness."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+import torch
+
+from bench.errors import GanbenchError
+
+_UNITS = {
+    "s": ("seconds", 1.0), "sec": ("seconds", 1.0), "min": ("seconds", 60.0),
+    "h": ("seconds", 3600.0), "steps": ("steps", 1.0), "step": ("steps", 1.0),
+    "flops": ("flops", 1.0),
+}
+_BUDGET = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]+)\s*$")
+
+
+@dataclass(frozen=True)
+class Budget:
+    kind: str  # "seconds" | "steps" | "flops"
+    amount: float
+
+    @classmethod
+    def parse(cls, text: str) -> Budget:
+        match = _BUDGET.match(str(text))
+        unit = match and _UNITS.get(match.group(2).lower())
+        if not match or not unit:
+            raise GanbenchError(
+                f"bad budget {text!r}: use seconds (30s, 10min, 1h), steps (2000steps) "
+                "or FLOPs (1e13flops)"
+            )
+        kind, scale = unit
+        amount = float(match.group(1)) * scale
+        if amount <= 0:
+            raise GanbenchError(f"bad budget {text!r}: it must be greater than zero")
+        if kind == "steps" and amount != int(amount):
+            raise GanbenchError(f"bad budget {text!r}: steps must be a whole number")
+        return cls(kind, amount)
+
+    def __str__(self) -> str:
+        if self.kind == "seconds":
+            return f"{self.amount:g}s"
+        if self.kind == "steps":
+            return f"{int(self.amount)}steps"
+        return f"{self.amount:g}flops"
+
+
+class BudgetClock:
+    """Counts what training has spent; the harness asks it before every step.
+
+    Seconds are wall time of training steps only (evaluation and checkpoints are paused out);
+    on CUDA the device is synchronised before each reading so that queued kernels count.
+    """
+
+    def __init__(self, budget: Budget, device: torch.device, *, seconds: float = 0.0,
+                 steps: int = 0, flops: float = 0.0, tokens: int = 0):
+        self.budget = budget
+        self.device = torch.device(device)
+        self.seconds, self.steps, self.flops, self.tokens = seconds, steps, flops, tokens
+        self._started_at: float | None = None
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def start(self) -> None:
+        self._started_at = self._now()
+
+    def pause(self) -> None:
+        if self._started_at is not None:
+            self.seconds += self._now() - self._started_at
+            self._started_at = None
+
+    def elapsed(self) -> float:
+        running = self._now() - self._started_at if self._started_at is not None else 0.0
+        return self.seconds + running
+
+    def record_step(self, tokens: int, flops: float = 0.0) -> None:
+        self.steps += 1
+        self.tokens += int(tokens)
+        self.flops += float(flops)
+
+    def used(self) -> float:
+        return {"seconds": self.elapsed(), "steps": float(self.steps),
+                "flops": self.flops}[self.budget.kind]
+
+    def progress(self) -> float:
+        """Fraction of the budget spent, in [0, 1]: variants schedule their phases on it."""
+        return min(1.0, self.used() / self.budget.amount)
+
+    def exhausted(self) -> bool:
+        return self.used() >= self.budget.amount
+
+    def summary(self) -> dict:
+        return {"given": str(self.budget), "kind": self.budget.kind,
+                "amount": self.budget.amount, "used": self.used(), "steps": self.steps,
+                "seconds": self.elapsed(), "flops": self.flops, "tokens": self.tokens}

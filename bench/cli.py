@@ -1,0 +1,169 @@
+"""The `ganbench` command: list, run, score, report, suite."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from bench.errors import GanbenchError
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="folder laid out like ../shared/data (default: $GANBENCH_DATA, "
+                             "then ../shared/data, then the download cache)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from bench.evaluation import EvalConfig
+
+    parser = argparse.ArgumentParser(prog="ganbench", description=(
+        "Train registered text-generator variants under fixed compute budgets and measure them "
+        "the same way (METRICS.md)."))
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("list", help="variants with their config fields, and corpora")
+
+    run = commands.add_parser("run", help="train one variant on one corpus within a budget")
+    run.add_argument("--variant", required=True)
+    run.add_argument("--dataset", required=True,
+                     help="oracle, coco, news, chinese_poems, or a path to a text file/folder")
+    run.add_argument("--budget", required=True, help="30s, 10min, 2000steps or 1e13flops")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of run dirs")
+    run.add_argument("--set", dest="overrides", action="append", default=[],
+                     metavar="FIELD=VALUE", help="override a variant config field (repeatable)")
+    run.add_argument("--eval", dest="eval_overrides", action="append", default=[],
+                     metavar="FIELD=VALUE",
+                     help=f"override an evaluation setting ({', '.join(EvalConfig.__annotations__)})")
+    run.add_argument("--num-samples", type=int, default=None,
+                     help="sentences sampled for the metrics (default 5000, capped at test size)")
+    run.add_argument("--train-subsample", type=int, default=0,
+                     help="low-resource run: use K training sentences (0 = all)")
+    run.add_argument("--no-resume", action="store_true",
+                     help="ignore a checkpoint left by an interrupted run of the same spec")
+    run.add_argument("--checkpoint-every", type=float, default=60.0,
+                     help="seconds between resumable checkpoints (default 60)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_run_arguments(run)
+
+    report = commands.add_parser("report", help="tables (and plots) from the records under DIR")
+    report.add_argument("directory", type=Path)
+    report.add_argument("--out", type=Path, default=None, help="where to write (default: DIR)")
+    report.add_argument("--no-plots", action="store_true")
+
+    score = commands.add_parser("score", help="metrics of any file of samples, as JSON")
+    score.add_argument("--samples", type=Path, required=True)
+    source = score.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", help="score against this corpus's test split")
+    source.add_argument("--refs", type=Path, help="score against this file of references")
+    score.add_argument("--data-dir", type=Path, default=None)
+    score.add_argument("--disc-acc", action="store_true",
+                       help="also train the fresh classifier (needs --dataset)")
+    score.add_argument("--seed", type=int, default=0)
+
+    suite = commands.add_parser("suite", help="run a suite file (variants x corpora x seeds x "
+                                              "budgets); re-running resumes")
+    suite.add_argument("suite", help="a shipped suite name (smoke, standard, gpu) or a file")
+    suite.add_argument("--out", type=Path, required=True)
+    suite.add_argument("--executor", default="local", choices=["local", "ray"])
+    suite.add_argument("--quiet", action="store_true")
+    _add_run_arguments(suite)
+    return parser
+
+
+def cmd_list() -> int:
+    from bench.config import describe_fields
+    from bench.corpora import corpus_names
+    from bench.evaluation import EvalConfig
+    from bench.registry import discover
+
+    for name, variant in sorted(discover().items()):
+        print(f"{name}: {variant.description}")
+        for row in describe_fields(variant.Config):
+            print(f"    {row['name']} ({row['type']}, default {row['default']}): {row['help']}")
+    print("evaluation settings (--eval FIELD=VALUE):")
+    for row in describe_fields(EvalConfig):
+        print(f"    {row['name']} ({row['type']}, default {row['default']}): {row['help']}")
+    print(f"corpora: {', '.join(corpus_names())}, or a path to a text file or train/test folder")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.config import parse_assignments
+    from bench.runner import RunOptions, RunSpec, execute, prepare
+
+    evaluation = parse_assignments(args.eval_overrides)
+    if args.num_samples is not None:
+        evaluation["num_samples"] = args.num_samples
+    if args.train_subsample < 0:
+        raise GanbenchError("--train-subsample must be >= 0")
+    spec = RunSpec(args.variant, args.dataset, args.budget, args.seed,
+                   parse_assignments(args.overrides), evaluation, args.train_subsample)
+    options = RunOptions(out_dir=args.out, data_dir=args.data_dir, device=args.device,
+                         resume=not args.no_resume, checkpoint_every_s=args.checkpoint_every,
+                         quiet=args.quiet)
+    run = prepare(spec, options)
+    record = execute(run, options)
+    path = run.run_dir / "record.json"
+    if record["status"] != "ok":
+        print(f"ganbench: run {record['status']} at step {record['failed_at_step']}: "
+              f"{record['reason']} (record: {path})", file=sys.stderr)
+        return 1
+    shown = {k: round(v, 4) if isinstance(v, float) else v
+             for k, v in record["metrics"].items()}
+    print(json.dumps({"record": str(path), "budget": record["budget"]["given"],
+                      "steps": record["budget"]["steps"], "metrics": shown}, indent=1))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import write_report
+
+    written = write_report(args.directory, args.out, plots=not args.no_plots)
+    for path in written:
+        print(path)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from bench.scoring import score_file
+
+    result = score_file(args.samples, dataset=args.dataset, refs=args.refs,
+                        data_dir=args.data_dir, with_disc_acc=args.disc_acc, seed=args.seed)
+    print(json.dumps(result, indent=1, ensure_ascii=False))
+    return 0
+
+
+def cmd_suite(args: argparse.Namespace) -> int:
+    from bench.suite import run_suite
+
+    return run_suite(args.suite, args.out, data_dir=args.data_dir, device=args.device,
+                     executor=args.executor, quiet=args.quiet)
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Hub look-ups hang for 46 s before failing offline; nothing here needs the hub unless a
+    # user names a hub model, and then they set HF_HUB_OFFLINE=0 themselves.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"list": lambda: cmd_list(), "run": lambda: cmd_run(args),
+                "report": lambda: cmd_report(args), "score": lambda: cmd_score(args),
+                "suite": lambda: cmd_suite(args)}
+    try:
+        return handlers[args.command]()
+    except GanbenchError as err:
+        print(f"ganbench: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ganbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

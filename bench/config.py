@@ -1,0 +1,128 @@
+"""Typed variant configs: one dataclass per variant; the CLI's --set and suite files use it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from typing import Any
+
+from bench.errors import GanbenchError
+
+
+def _field_types(config_class: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(config_class)
+    return {f.name: hints[f.name] for f in dataclasses.fields(config_class)}
+
+
+def _convert(value: Any, annotation: Any, name: str) -> Any:
+    """Coerce a CLI string or a suite-file value to the field's declared type."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, name)
+            except GanbenchError as err:
+                errors.append(str(err))
+        raise GanbenchError(errors[0] if errors else f"bad value for {name}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise GanbenchError(f"{name} must be one of {', '.join(map(str, args))}, not {value!r}")
+        return value
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            items = [v for v in value.replace(" ", "").split(",") if v]
+        elif isinstance(value, (list, tuple)):
+            items = list(value)
+        else:
+            raise GanbenchError(f"{name} must be a list, not {value!r}")
+        item_type = args[0] if args else str
+        return origin(_convert(v, item_type, name) for v in items)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise GanbenchError(f"{name} must be true or false, not {value!r}")
+    if annotation in (int, float, str):
+        if annotation is not str and isinstance(value, bool):
+            raise GanbenchError(f"{name} must be a {annotation.__name__}, not {value!r}")
+        try:
+            converted = annotation(value)
+        except (TypeError, ValueError):
+            raise GanbenchError(
+                f"{name} must be a {annotation.__name__}, not {value!r}") from None
+        if annotation is int and isinstance(value, float) and value != converted:
+            raise GanbenchError(f"{name} must be a whole number, not {value!r}")
+        return converted
+    return value
+
+
+def build_config(config_class: type, overrides: dict[str, Any] | None = None,
+                 base: dict[str, Any] | None = None) -> Any:
+    """The config with base defaults (per corpus) and then user overrides, validated."""
+    types_by_name = _field_types(config_class)
+    values: dict[str, Any] = {}
+    for source in (base or {}, overrides or {}):
+        for name, value in source.items():
+            if name not in types_by_name:
+                raise GanbenchError(
+                    f"{config_class.__name__} has no field {name!r}; fields: "
+                    f"{', '.join(types_by_name)}"
+                )
+            values[name] = _convert(value, types_by_name[name], name)
+    config = config_class(**values)
+    validate = getattr(config, "validate", None)
+    if validate is not None:
+        try:
+            validate()
+        except ValueError as err:
+            raise GanbenchError(f"{config_class.__name__}: {err}") from None
+    return config
+
+
+def parse_assignments(assignments: list[str] | None) -> dict[str, str]:
+    """['lr=0.01', 'hidden_dim=64'] -> {'lr': '0.01', 'hidden_dim': '64'}."""
+    out = {}
+    for item in assignments or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise GanbenchError(f"bad --set {item!r}: use field=value")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def describe_fields(config_class: type) -> list[dict[str, str]]:
+    """Name, type, default and help of every field (for `ganbench list`)."""
+    rows = []
+    hints = _field_types(config_class)
+    defaults = config_class()
+    for f in dataclasses.fields(config_class):
+        annotation = hints[f.name]
+        type_name = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+        rows.append({"name": f.name, "type": type_name,
+                     "default": repr(getattr(defaults, f.name)),
+                     "help": f.metadata.get("help", "")})
+    return rows
+
+
+def field(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002 - mirrors argparse
+    """A dataclass field with its help text: one declaration per hyperparameter."""
+    if isinstance(default, (list, dict, set)):
+        return dataclasses.field(default_factory=lambda: type(default)(default),
+                                 metadata={"help": help}, **kwargs)
+    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)

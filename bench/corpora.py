@@ -1,0 +1,280 @@
+"""Corpora: the named benchmark sets, the synthetic oracle, and any user file, as one type.
+
+A named corpus is read from a data directory laid out like ../shared/data (``<name>/train.txt``,
+``<name>/test.txt``) and checked against the published sha256; one that is missing there is
+downloaded from its public origin, checked, and only then written (atomically).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.errors import GanbenchError
+from bench.oracle import Oracle
+from bench.text import Tokenization, Vocabulary
+
+DATA_ENV = "GANBENCH_DATA"
+MIRROR_ENV = "GANBENCH_CORPUS_MIRROR"  # replaces ORIGIN_BASE, e.g. file:///srv/mirror/
+CACHE_ENV = "GANBENCH_CACHE"
+ORIGIN_BASE = "https://raw.githubusercontent.com/"
+
+
+@dataclass(frozen=True)
+class SplitSource:
+    """Where one split of a named corpus comes from: a file at the origin, maybe a line range."""
+
+    origin_path: str
+    sha256: str
+    lines: slice | None = None  # chinese_poems: train and test are two parts of one file
+
+
+@dataclass(frozen=True)
+class NamedCorpus:
+    name: str
+    train: SplitSource
+    test: SplitSource
+    per_character: bool = False
+
+
+# Origins and checksums from ../shared/data/README.md (Texygen, MIT; GansFallingShort).
+NAMED_CORPORA = {
+    "coco": NamedCorpus(
+        "coco",
+        SplitSource("geek-ai/Texygen/master/data/image_coco.txt",
+                    "2c0fd1f0f43aac6a9dc3926a535516ccf395de535e15ac1fd17cd569420736f5"),
+        SplitSource("geek-ai/Texygen/master/data/testdata/test_coco.txt",
+                    "72e25c9fb4d2cd43182ac602c92f6ffc377762147f9709572943b0b09174bcae"),
+    ),
+    "news": NamedCorpus(
+        "news",
+        SplitSource("pclucas14/GansFallingShort/master/real_data_experiments/data/news/valid.txt",
+                    "e66a6fdd1f6cb15cb8f851051e5c49062270e0de1e69213289ce50b88a1d7281"),
+        SplitSource("geek-ai/Texygen/master/data/testdata/test_emnlp.txt",
+                    "03c646d08f766f4140443db4419b1f0ee292bc0db514208873e9f2e166b95bd2"),
+    ),
+    "chinese_poems": NamedCorpus(
+        "chinese_poems",
+        SplitSource("geek-ai/Texygen/master/data/shi.txt",
+                    "041b45189108b10b9cb5f56bf23c66e1af99c91fd0a1d4d217d92ef1fd36285a",
+                    slice(0, 14_394)),
+        SplitSource("geek-ai/Texygen/master/data/shi.txt",
+                    "3625f79697c23338eea8c83e1c5679953e98f3ab68a9a15c91265e7118395947",
+                    slice(-2_000, None)),
+        per_character=True,
+    ),
+}
+ORACLE_NAME = "oracle"
+
+
+def corpus_names() -> list[str]:
+    return [ORACLE_NAME, *NAMED_CORPORA]
+
+
+@dataclass
+class Corpus:
+    """Train and test splits as evaluation tokens, with the vocabulary of the training split."""
+
+    name: str
+    train: list[list[str]]
+    test: list[list[str]]
+    tokenization: Tokenization
+    sha256: dict[str, str] = field(default_factory=dict)
+    oracle: Oracle | None = None
+
+    def __post_init__(self):
+        self.vocab = Vocabulary.from_sentences(self.train)
+        self.max_length = max(len(s) for s in self.train)
+
+    @property
+    def is_oracle(self) -> bool:
+        return self.oracle is not None
+
+    def train_text(self) -> list[str]:
+        return [Tokenization.detokenize(s) for s in self.train]
+
+    def test_text(self) -> list[str]:
+        return [Tokenization.detokenize(s) for s in self.test]
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "sha256": self.sha256,
+            "train_sentences": len(self.train),
+            "test_sentences": len(self.test),
+            "vocab_size": len(self.vocab),
+            "max_length": self.max_length,
+            "tokenization": {
+                "lowercase": self.tokenization.lowercase,
+                "per_character": self.tokenization.per_character,
+            },
+        }
+
+    def subsample_train(self, k: int, seed: int) -> Corpus:
+        """A low-resource copy: k training sentences drawn with a seed, the test split kept."""
+        if not 0 < k <= len(self.train):
+            raise GanbenchError(f"cannot subsample {k} of {len(self.train)} training sentences")
+        chosen = sorted(random.Random(seed).sample(range(len(self.train)), k))
+        return Corpus(f"{self.name}@{k}", [self.train[i] for i in chosen], self.test,
+                      self.tokenization, dict(self.sha256), self.oracle)
+
+
+def default_data_dir() -> Path:
+    """--data-dir, else $GANBENCH_DATA, else ../shared/data beside the project, else the cache."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
+    beside = Path.cwd().parent / "shared" / "data"
+    if beside.is_dir():
+        return beside
+    return cache_dir() / "data"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "ganbench")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_lines(path: Path) -> list[str]:
+    """Non-blank lines of a UTF-8 text file, or one clear error."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise GanbenchError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise GanbenchError(f"{path}: is a directory, expected a text file") from None
+    except OSError as err:
+        raise GanbenchError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise GanbenchError(f"{path}: not UTF-8 text (bad byte at offset {err.start})") from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise GanbenchError(f"{path}: has no non-blank lines")
+    return lines
+
+
+def _fetch(url: str) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return response.read()
+    except Exception as err:  # network errors come in many classes; all mean the same here
+        raise GanbenchError(f"cannot download {url}: {err}") from None
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def download_named(spec: NamedCorpus, data_dir: Path) -> None:
+    """Fetch a named corpus from its origin (or $GANBENCH_CORPUS_MIRROR), check, then write."""
+    base = os.environ.get(MIRROR_ENV) or ORIGIN_BASE
+    if not base.endswith("/"):
+        base += "/"
+    fetched: dict[str, bytes] = {}
+    verified: dict[str, bytes] = {}
+    for split, source in (("train", spec.train), ("test", spec.test)):
+        url = base + source.origin_path
+        if url not in fetched:
+            fetched[url] = _fetch(url)
+        data = fetched[url]
+        if source.lines is not None:
+            data = "".join(data.decode("utf-8").splitlines(keepends=True)[source.lines]).encode()
+        got = sha256_bytes(data)
+        if got != source.sha256:
+            raise GanbenchError(
+                f"{spec.name}/{split}.txt downloaded from {url} has sha256 {got}, "
+                f"expected {source.sha256}; nothing written"
+            )
+        verified[split] = data
+    for split, data in verified.items():
+        _atomic_write_bytes(data_dir / spec.name / f"{split}.txt", data)
+
+
+def load_named(name: str, data_dir: Path, download: bool = True) -> Corpus:
+    spec = NAMED_CORPORA[name]
+    folder = data_dir / name
+    paths = {"train": folder / "train.txt", "test": folder / "test.txt"}
+    if not all(p.exists() for p in paths.values()):
+        if not download:
+            raise GanbenchError(f"corpus {name!r} is not in {data_dir} (and download is off)")
+        download_named(spec, data_dir)
+    splits, checksums = {}, {}
+    for split, source in (("train", spec.train), ("test", spec.test)):
+        path = paths[split]
+        got = sha256_bytes(path.read_bytes())
+        if got != source.sha256:
+            raise GanbenchError(
+                f"{path}: sha256 {got} does not match the published {source.sha256}; "
+                f"this is not the benchmark's {name} corpus"
+            )
+        splits[split] = read_lines(path)
+        checksums[f"{split}.txt"] = got
+    tokenization = Tokenization.infer(splits["train"], per_character=spec.per_character)
+    return Corpus(name, tokenization.tokenize_all(splits["train"]),
+                  tokenization.tokenize_all(splits["test"]), tokenization, checksums)
+
+
+def load_oracle(cache: Path | None = None) -> Corpus:
+    oracle = Oracle()
+    train, test = oracle.splits(cache_dir=cache if cache is not None else cache_dir())
+    as_tokens = [[str(t) for t in row] for row in train.tolist()]
+    test_tokens = [[str(t) for t in row] for row in test.tolist()]
+    return Corpus(ORACLE_NAME, as_tokens, test_tokens, Tokenization(),
+                  {"oracle_weights": oracle.checksum()}, oracle)
+
+
+def load_user_path(path: Path, per_character: bool = False) -> Corpus:
+    """A folder with train.txt and test.txt, or one file split 90/10 with a fixed seed."""
+    if path.is_dir():
+        train_path, test_path = path / "train.txt", path / "test.txt"
+        train, test = read_lines(train_path), read_lines(test_path)
+        checksums = {"train.txt": sha256_bytes(train_path.read_bytes()),
+                     "test.txt": sha256_bytes(test_path.read_bytes())}
+    else:
+        lines = read_lines(path)
+        if len(lines) < 2:
+            raise GanbenchError(f"{path}: needs at least 2 lines to make train and test splits")
+        order = list(range(len(lines)))
+        random.Random(0).shuffle(order)
+        n_test = max(1, len(lines) // 10)
+        test = [lines[i] for i in sorted(order[:n_test])]
+        train = [lines[i] for i in sorted(order[n_test:])]
+        checksums = {path.name: sha256_bytes(path.read_bytes())}
+    tokenization = Tokenization.infer(train, per_character=per_character)
+    train_tokens = [s for s in tokenization.tokenize_all(train) if s]
+    if not train_tokens:
+        raise GanbenchError(f"{path}: no tokens in the training split")
+    return Corpus(path.name, train_tokens, tokenization.tokenize_all(test), tokenization,
+                  checksums)
+
+
+def load_corpus(dataset: str, data_dir: Path | None = None, download: bool = True,
+                per_character: bool = False) -> Corpus:
+    """Resolve a dataset argument: 'oracle', a named corpus, or a path to a user file/folder."""
+    if dataset == ORACLE_NAME:
+        return load_oracle()
+    if dataset in NAMED_CORPORA:
+        return load_named(dataset, Path(data_dir) if data_dir else default_data_dir(), download)
+    path = Path(dataset)
+    if path.exists():
+        return load_user_path(path, per_character=per_character)
+    raise GanbenchError(
+        f"unknown corpus {dataset!r}: use one of {', '.join(corpus_names())} or a path to a file"
+    )

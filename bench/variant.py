@@ -1,0 +1,88 @@
+"""What a variant is: a typed config and five methods the harness calls.
+
+The harness owns the training loop and the budget: it calls ``train_step(progress)`` until the
+budget is spent, so no variant can overrun it or misreport it. ``progress`` (0..1, the share of
+the budget spent) lets a variant schedule its phases (MLE pretraining, discriminator
+pretraining, adversarial steps) in any budget unit.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from bench.corpora import Corpus
+
+
+@dataclass
+class StepReport:
+    """What one training step did: generator tokens processed, its FLOPs, diagnostics."""
+
+    tokens: int
+    flops: float = 0.0
+    logs: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class NLLResult:
+    """Summed negative log-likelihood (nats) with the counts to divide it by."""
+
+    total_nats: float
+    num_tokens: int  # the model's own tokens, EOS included, padding excluded
+    num_words: int  # evaluation tokens + one EOS per sentence, for per-word comparisons
+
+    @property
+    def per_token(self) -> float:
+        return self.total_nats / self.num_tokens
+
+    @property
+    def per_word(self) -> float:
+        return self.total_nats / self.num_words
+
+
+class Variant(abc.ABC):
+    """Base of every registered variant; see baselines/mle_lstm.py for the smallest one."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    description: ClassVar[str] = ""
+
+    def __init__(self, config: Any, corpus: Corpus, device: torch.device, seed: int):
+        self.config = config
+        self.corpus = corpus
+        self.device = torch.device(device)
+        self.seed = seed
+
+    @classmethod
+    def corpus_defaults(cls, corpus: Corpus) -> dict[str, Any]:
+        """Config values that differ by corpus (e.g. the oracle's literature sizes)."""
+        return {}
+
+    @abc.abstractmethod
+    def train_step(self, progress: float) -> StepReport:
+        """One optimiser step of whatever phase ``progress`` puts the variant in."""
+
+    @abc.abstractmethod
+    def sample(self, n: int, temperature: float, seed: int) -> list[str]:
+        """n sentences as text (evaluation tokens joined by blanks, or any text)."""
+
+    def token_nll(self, sentences: list[list[str]], temperature: float = 1.0
+                  ) -> NLLResult | None:
+        """NLL of evaluation-token sentences under the model with its logits divided by
+        ``temperature`` (the quality-diversity curve scores nll_test per temperature);
+        None for variants without likelihoods."""
+        return None
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: models, optimisers, RNG states, counters."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def save_artifacts(self, directory: Path) -> None:
+        """Optional: write models in their native format (e.g. save_pretrained)."""
