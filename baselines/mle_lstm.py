@@ -102,7 +102,7 @@ class MLELSTM(Variant):
         self.optimizer.step()
         tokens = batch.num_tokens()
         return StepReport(tokens=tokens, flops=3 * tokens * self.generator.flops_per_token(),
-                          logs={"train/g_loss": float(loss)})
+                          logs={"train/g_loss": loss.item()})
 
     def sample(self, n: int, temperature: float, seed: int) -> list[str]:
         return sample_text(self.generator, self.corpus, n, temperature, seed)

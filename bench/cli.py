@@ -16,6 +16,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder laid out like ../shared/data (default: $GANBENCH_DATA, "
                              "then ../shared/data, then the download cache)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's; use 1 per process when "
+                             "several runs share the cores)")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -152,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = _build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     handlers = {"list": lambda: cmd_list(), "run": lambda: cmd_run(args),
                 "report": lambda: cmd_report(args), "score": lambda: cmd_score(args),
                 "suite": lambda: cmd_suite(args)}

@@ -1,0 +1,174 @@
+"""CI regression checks: metrics of the smoke suite and speed ratios of the hot paths.
+
+    python -m bench.regression            # check against results/regression/*.json
+    python -m bench.regression --update   # a deliberate change: rewrite the baselines
+
+Metrics: the smoke suite runs with steps budgets (deterministic on one machine kind) and each
+metric must stay within its stated tolerance of the stored baseline. Speed: the pytest-benchmark
+files run once; each hot path is timed as a ratio to a reference measured in the same run (so
+machine speed cancels out) and must not be slower than the stored ratio by more than
+SPEED_THRESHOLD.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.errors import GanbenchError
+from bench.records import write_json_atomic
+
+BASELINE_DIR = Path("results/regression")
+METRICS_BASELINE = BASELINE_DIR / "metrics_baseline.json"
+SPEED_BASELINE = BASELINE_DIR / "speed_baseline.json"
+
+# Absolute tolerances. Steps budgets make runs deterministic on one machine; across CPU kinds
+# BLAS summation order can move the last digits, which these absorb. A real regression (a
+# changed loss, a bug in a metric) moves them by far more.
+METRIC_TOLERANCES = {
+    "bleu_": 0.01, "self_bleu_": 0.01, "nll_test": 0.02, "nll_test_per_word": 0.02,
+    "nll_oracle": 0.05, "distinct_": 0.01, "copy_rate": 0.01, "disc_acc": 0.05,
+}
+# A hot path may be at most this much slower, relative to its same-run reference, than stored.
+SPEED_THRESHOLD = 1.5
+SPEED_PAIRS_ENV_DOC = "benchmarks name their pair with extra_info {'pair': P, 'role': ours|ref}"
+
+
+def tolerance_for(metric: str) -> float | None:
+    for prefix, tolerance in METRIC_TOLERANCES.items():
+        if metric == prefix or (prefix.endswith("_") and metric.startswith(prefix)):
+            return tolerance
+    return None
+
+
+def metrics_of_run(directory: Path) -> dict[str, dict[str, float]]:
+    from bench.report import find_records
+
+    out = {}
+    for record in find_records(directory):
+        values = {k: v for k, v in record["metrics"].items()
+                  if tolerance_for(k) is not None and v is not None}
+        values["status_ok"] = 1.0 if record["status"] == "ok" else 0.0
+        out[record["run"]] = values
+    return out
+
+
+def compare_metrics(current: dict[str, dict[str, float]], baseline: dict[str, dict[str, float]]
+                    ) -> list[str]:
+    """One line per metric outside its tolerance, per run missing, or per run not ok."""
+    problems = []
+    for run, expected in sorted(baseline.items()):
+        got = current.get(run)
+        if got is None:
+            problems.append(f"{run}: missing from this run")
+            continue
+        for metric, value in sorted(expected.items()):
+            tolerance = 0.0 if metric == "status_ok" else tolerance_for(metric)
+            now = got.get(metric)
+            if now is None or not math.isfinite(now):
+                problems.append(f"{run}: {metric} missing (baseline {value:.4f})")
+            elif abs(now - value) > tolerance:
+                problems.append(f"{run}: {metric} = {now:.4f}, baseline {value:.4f} "
+                                f"(tolerance {tolerance})")
+    return problems
+
+
+def speed_ratios(benchmark_json: dict[str, Any]) -> dict[str, float]:
+    """pair -> median time of ours / median time of the reference, from one benchmark run."""
+    by_pair: dict[str, dict[str, float]] = {}
+    for bench in benchmark_json.get("benchmarks", []):
+        info = bench.get("extra_info") or {}
+        if "pair" in info and info.get("role") in ("ours", "ref"):
+            by_pair.setdefault(info["pair"], {})[info["role"]] = bench["stats"]["median"]
+    return {pair: roles["ours"] / roles["ref"] for pair, roles in sorted(by_pair.items())
+            if "ours" in roles and "ref" in roles}
+
+
+def compare_speed(current: dict[str, float], baseline: dict[str, float],
+                  threshold: float = SPEED_THRESHOLD) -> list[str]:
+    problems = []
+    for pair, stored in sorted(baseline.items()):
+        now = current.get(pair)
+        if now is None:
+            problems.append(f"speed {pair}: not measured in this run")
+        elif now > stored * threshold:
+            problems.append(f"speed {pair}: ratio to reference {now:.4f}, stored {stored:.4f} "
+                            f"(allowed up to x{threshold})")
+    return problems
+
+
+def run_smoke(out: Path) -> None:
+    from bench.suite import run_suite
+
+    run_suite("smoke", out, quiet=True)
+
+
+def run_benchmarks(json_path: Path, paths: list[str]) -> dict[str, Any]:
+    command = [sys.executable, "-m", "pytest", *paths, "-q", "-p", "no:xdist",
+               "--benchmark-only", f"--benchmark-json={json_path}", "-m", "not slow"]
+    result = subprocess.run(command)
+    if result.returncode not in (0, 5):
+        raise GanbenchError(f"benchmarks failed (exit {result.returncode})")
+    return json.loads(json_path.read_text())
+
+
+def load_baseline(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GanbenchError(f"{path}: no baseline; create it with "
+                            "`nox -s regression -- --update`") from None
+    except json.JSONDecodeError as err:
+        raise GanbenchError(f"{path}: not valid JSON ({err})") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.regression")
+    parser.add_argument("--update", action="store_true", help="rewrite the stored baselines")
+    parser.add_argument("--skip-metrics", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--smoke-dir", type=Path, default=None,
+                        help="reuse a finished smoke run instead of running it")
+    parser.add_argument("--benchmarks", nargs="*", default=["tests"],
+                        help="benchmark files or folders (default: tests)")
+    args = parser.parse_args(argv)
+    problems: list[str] = []
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            if not args.skip_metrics:
+                smoke_dir = args.smoke_dir or Path(scratch) / "smoke"
+                if args.smoke_dir is None:
+                    run_smoke(smoke_dir)
+                current = metrics_of_run(smoke_dir)
+                if args.update:
+                    write_json_atomic(METRICS_BASELINE, current)
+                else:
+                    problems += compare_metrics(current, load_baseline(METRICS_BASELINE))
+            if not args.skip_speed:
+                ratios = speed_ratios(run_benchmarks(Path(scratch) / "bench.json",
+                                                     args.benchmarks))
+                print("speed ratios (ours / reference, same run):", json.dumps(ratios))
+                if args.update:
+                    write_json_atomic(SPEED_BASELINE, ratios)
+                else:
+                    problems += compare_speed(ratios, load_baseline(SPEED_BASELINE))
+    except GanbenchError as err:
+        print(f"regression: error: {err}", file=sys.stderr)
+        return 2
+    if args.update:
+        print(f"baselines written under {BASELINE_DIR}")
+        return 0
+    for line in problems:
+        print(f"REGRESSION {line}", file=sys.stderr)
+    print("regression: " + ("FAILED" if problems else "ok"))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

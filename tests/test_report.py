@@ -1,0 +1,122 @@
+"""Reports from hand-made records: intervals, best marks, plots, HTML escaping, bad records."""
+
+import json
+import math
+
+import pytest
+
+from bench.cli import main
+from bench.records import write_json_atomic
+
+
+def fake_record(variant, seed, bleu_5, dataset="coco", status="ok", curve=None):
+    return {
+        "schema": 1, "run": f"{variant}__{dataset}__10steps__seed{seed}", "variant": variant,
+        "config": {}, "dataset": {"name": dataset}, "seed": seed,
+        "budget": {"given": "10steps", "amount": 10, "kind": "steps", "steps": 10},
+        "status": status, "reason": None,
+        "metrics": {"bleu_5": bleu_5, "self_bleu_5": 0.5, "nll_test": 3.0},
+        "curve": curve or [{"temperature": 1.0, "bleu_5": bleu_5, "self_bleu_5": 0.5}],
+        "timings": {}, "environment": {}, "samples": ["<script>alert(1)</script> a dog ."],
+    }
+
+
+def write_runs(folder, records):
+    for record in records:
+        write_json_atomic(folder / record["run"] / "record.json", record)
+
+
+def test_interval_and_best_mark(tmp_path, capsys):
+    # a: bleu_5 = 0.30, 0.32, 0.34 -> mean 0.32, sd 0.02, half = t(0.975, 2) * 0.02 / sqrt(3)
+    #    = 4.302653 * 0.011547 = 0.049683. b: 0.10, 0.11, 0.12 -> mean 0.11, half 0.024842.
+    # Intervals [0.2703, 0.3697] and [0.0852, 0.1348] are apart: a's bleu_5 is marked best.
+    # self_bleu_5 is 0.5 everywhere (zero width, equal): nobody is marked.
+    records = [fake_record("a", s, v) for s, v in enumerate((0.30, 0.32, 0.34))]
+    records += [fake_record("b", s, v) for s, v in enumerate((0.10, 0.11, 0.12))]
+    write_runs(tmp_path, records)
+    assert main(["report", str(tmp_path)]) == 0
+    capsys.readouterr()
+    csv = (tmp_path / "results.csv").read_text().splitlines()
+    header = csv[0].split(",")
+    row_a = dict(zip(header, csv[1].split(",")))
+    assert math.isclose(float(row_a["bleu_5"]), 0.32)
+    assert math.isclose(float(row_a["bleu_5_high"]) - 0.32, 0.049683, abs_tol=1e-6)
+    markdown = (tmp_path / "results.md").read_text()
+    assert "**0.320 ± 0.050**" in markdown
+    assert "**0.500" not in markdown
+    html = (tmp_path / "report.html").read_text()
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+    assert (tmp_path / "plots" / "curve_coco.png").stat().st_size > 1000
+
+
+def test_overlapping_intervals_are_not_marked(tmp_path, capsys):
+    records = [fake_record("a", s, v) for s, v in enumerate((0.30, 0.32, 0.34))]
+    records += [fake_record("b", s, v) for s, v in enumerate((0.28, 0.31, 0.33))]
+    write_runs(tmp_path, records)
+    assert main(["report", str(tmp_path), "--no-plots"]) == 0
+    capsys.readouterr()
+    assert "**" not in (tmp_path / "results.md").read_text().split("\n\n", 1)[1]
+
+
+@pytest.mark.parametrize("damage", ["missing_field", "nan_metric", "truncated"])
+def test_bad_records_are_one_line_each_and_nothing_is_overwritten(tmp_path, capsys, damage):
+    write_runs(tmp_path, [fake_record("a", 0, 0.3), fake_record("a", 1, 0.31)])
+    assert main(["report", str(tmp_path), "--no-plots"]) == 0
+    before = (tmp_path / "results.md").read_text()
+    bad = tmp_path / "a__coco__10steps__seed1" / "record.json"
+    if damage == "missing_field":
+        record = json.loads(bad.read_text())
+        del record["metrics"]
+        bad.write_text(json.dumps(record))
+    elif damage == "nan_metric":
+        bad.write_text(bad.read_text().replace('"bleu_5": 0.31', '"bleu_5": NaN'))
+    else:
+        bad.write_text(bad.read_text()[:50])
+    capsys.readouterr()
+    assert main(["report", str(tmp_path), "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and str(bad) in err
+    assert len([line for line in err.splitlines() if str(bad) in line]) == 1
+    assert (tmp_path / "results.md").read_text() == before
+
+
+def _chromium():
+    import os
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if os.environ.get("CI"):
+        pytest.fail("CI must install chromium (.ci/run does) for the screenshot test")
+    pytest.skip("chromium is not installed (CI installs it)")
+
+
+def test_html_report_renders_table_and_plots_in_headless_chromium(tmp_path, capsys):
+    import subprocess
+
+    from PIL import Image
+
+    browser = _chromium()
+    records = [fake_record("a", s, v, curve=[{"temperature": t, "bleu_5": v * t,
+                                              "self_bleu_5": 0.4 * t} for t in (0.5, 1.0, 1.5)])
+               for s, v in enumerate((0.30, 0.32, 0.34))]
+    write_runs(tmp_path, records)
+    assert main(["report", str(tmp_path)]) == 0
+    capsys.readouterr()
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+                    "--window-size=1400,1400", (tmp_path / "report.html").as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    image = Image.open(shot).convert("RGB")
+    pixels = list(image.getdata()) if not hasattr(image, "get_flattened_data") else list(
+        image.get_flattened_data())
+    # matplotlib's first line colour (#1f77b4) appears only if the plot image loaded.
+    plot_blue = sum(1 for r, g, b in pixels if abs(r - 31) < 20 and abs(g - 119) < 20
+                    and abs(b - 180) < 20)
+    dark_text = sum(1 for r, g, b in pixels if r < 80 and g < 80 and b < 80)
+    assert plot_blue > 50, "the quality-diversity plot did not render"
+    assert dark_text > 500, "the table text did not render"
