@@ -15,6 +15,7 @@ import numpy as np
 from bench.config import field
 from bench.corpora import Corpus
 from bench.errors import GanbenchError
+from bench.text import Tokenization
 from bench.variant import Variant
 
 BLEU_ORDERS = (2, 3, 4, 5)
@@ -105,10 +106,12 @@ def evaluate_variant(variant: Variant, corpus: Corpus, settings: EvalConfig, see
 
         note("sacrebleu / ROUGE-L")
         started = time.perf_counter()
-        sacre = sacrebleu_score(samples, corpus.test_text())
+        # Both split on blanks: give them evaluation-tokenized text on both sides.
+        sample_text = [Tokenization.detokenize(s) for s in tokenized]
+        sacre = sacrebleu_score(sample_text, corpus.test_text())
         metrics["sacrebleu"] = sacre["score"]
         metrics["sacrebleu_signature"] = sacre["signature"]
-        metrics["rouge_l"] = rouge_l(samples, corpus.test_text())
+        metrics["rouge_l"] = rouge_l(sample_text, corpus.test_text())
         timings["reference_metrics_seconds"] = time.perf_counter() - started
 
     if settings.disc_acc:

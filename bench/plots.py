@@ -41,7 +41,7 @@ def write_plots(records: list[dict[str, Any]], out: Path) -> list[Path]:
     for dataset, runs in sorted(by_dataset.items()):
         by_variant: dict[str, list[dict]] = defaultdict(list)
         for r in runs:
-            by_variant[f"{r['variant']} {r['budget']['given']}"].append(r)
+            by_variant[f"{r.get('label') or r['variant']} {r['budget']['given']}"].append(r)
         axes_specs = [("self_bleu_5", "bleu_5", "Self-BLEU-5 (lower = more diverse)",
                        "BLEU-5 (higher = better quality)")]
         if any(p.get("nll_oracle") is not None for r in runs for p in r.get("curve") or []):
@@ -68,10 +68,11 @@ def write_plots(records: list[dict[str, Any]], out: Path) -> list[Path]:
         budgets = {r["budget"]["given"] for r in runs}
         if len(budgets) > 1:
             fig, ax = plt.subplots(figsize=(6, 4.5))
-            for variant in sorted({r["variant"] for r in runs}):
+            for variant in sorted({r.get("label") or r["variant"] for r in runs}):
                 pts = defaultdict(list)
                 for r in runs:
-                    if r["variant"] == variant and r["metrics"].get("bleu_5") is not None:
+                    if (r.get("label") or r["variant"]) == variant and \
+                            r["metrics"].get("bleu_5") is not None:
                         pts[r["budget"]["amount"]].append(r["metrics"]["bleu_5"])
                 xs = sorted(pts)
                 ax.plot(xs, [sum(pts[x]) / len(pts[x]) for x in xs], marker="o", label=variant)

@@ -58,7 +58,8 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for r in records:
         dataset = r["dataset"]["name"] if isinstance(r["dataset"], dict) else r["dataset"]
-        row = {"dataset": dataset, "variant": r["variant"], "budget": r["budget"]["given"],
+        row = {"dataset": dataset, "variant": r.get("label") or r["variant"],
+               "budget": r["budget"]["given"],
                "seed": r["seed"], "status": r["status"]}
         if r["status"] == "ok":
             row.update({k: v for k, v in r["metrics"].items() if k in METRIC_COLUMNS})

@@ -49,6 +49,15 @@ class RunSpec:
     overrides: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
     train_subsample: int = 0  # 0 = the whole training split; K = a low-resource run
+    label: str = ""  # the row name in tables; default: variant and its overrides
+
+    def display_label(self) -> str:
+        if self.label:
+            return self.label
+        if not self.overrides:
+            return self.variant
+        settings = ",".join(f"{k}={v}" for k, v in sorted(self.overrides.items()))
+        return f"{self.variant}[{settings}]"
 
     def run_name(self) -> str:
         dataset = Path(self.dataset).name if os.sep in self.dataset else self.dataset
@@ -259,6 +268,7 @@ def execute(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
         "schema": records.SCHEMA_VERSION,
         "run": run.spec.run_name(),
         "variant": run.spec.variant,
+        "label": run.spec.display_label(),
         "config": config_to_dict(run.config),
         "overrides": run.spec.overrides,
         "dataset": {**run.corpus.describe(), "argument": run.spec.dataset,

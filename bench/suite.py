@@ -23,7 +23,7 @@ from bench.registry import discover
 from bench.runner import RunOptions, RunSpec, execute, prepare
 
 SUITE_KEYS = {"name", "description", "variants", "datasets", "seeds", "budgets",
-              "evaluation", "config", "train_subsample", "checkpoint_every", "runs"}
+              "evaluation", "config", "train_subsample", "checkpoint_every", "runs", "label"}
 
 
 @dataclass
@@ -77,7 +77,7 @@ def _specs_from_block(block: dict[str, Any], defaults: dict[str, Any], where: st
                 for k in subsamples:
                     for seed in seeds:
                         specs.append(RunSpec(variant, dataset, budget, seed, dict(overrides),
-                                             dict(evaluation), k))
+                                             dict(evaluation), k, str(block.get("label", ""))))
     return specs
 
 
@@ -96,7 +96,7 @@ def load_suite(name_or_file: str) -> Suite:
     if unknown:
         raise GanbenchError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
     defaults = {k: v for k, v in data.items() if k not in ("name", "description", "runs",
-                                                            "checkpoint_every")}
+                                                            "checkpoint_every", "label")}
     specs: list[RunSpec] = []
     blocks = data.get("runs")
     if blocks is None:

@@ -84,5 +84,10 @@ class Variant(abc.ABC):
     @abc.abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
+    def realness_scores(self, texts: list[str]) -> list[float] | None:
+        """The variant's own discriminator's score per text (higher = more real), if it has one.
+        Used to filter synthetic data; never used for evaluation (disc_acc is a fresh model)."""
+        return None
+
     def save_artifacts(self, directory: Path) -> None:
         """Optional: write models in their native format (e.g. save_pretrained)."""

@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import pandas as pd
 import pytest
 
 from bench.cli import main
@@ -125,12 +126,11 @@ def test_report_table_over_seeds(tmp_path, capsys, tiny_text_dir):
     assert code == 0, err
     table = (runs / "results.md").read_text()
     assert "| mle_lstm" in table and "±" in table
-    csv = (runs / "results.csv").read_text().splitlines()
-    header = csv[0].split(",")
-    assert "bleu_5_low" in header and "seeds" in header and len(csv) == 2
-    row = dict(zip(header, csv[1].split(",")))
-    assert row["seeds"] == "2"
-    assert float(row["bleu_5_low"]) <= float(row["bleu_5"]) <= float(row["bleu_5_high"])
+    frame = pd.read_csv(runs / "results.csv")
+    assert len(frame) == 1 and "bleu_5_low" in frame.columns
+    row = frame.iloc[0]
+    assert row["seeds"] == 2 and row["variant"].startswith("mle_lstm")
+    assert row["bleu_5_low"] <= row["bleu_5"] <= row["bleu_5_high"]
     assert (runs / "report.html").exists()
 
 

