@@ -65,10 +65,12 @@ def generator_nll(generator: LSTMGenerator, corpus: Corpus, sentences: list[list
     device = generator.output.weight.device
     generator.eval()
     total, tokens = 0.0, 0
-    # Test sentences are scored whole: the length cap is only for generation.
-    longest = max((len(s) for s in sentences), default=0)
-    for start in range(0, len(sentences), batch_size):
-        batch = encode(corpus.vocab, sentences[start : start + batch_size], longest).to(device)
+    # Test sentences are scored whole (the length cap is only for generation), in batches of
+    # similar length so that little time goes into padding.
+    by_length = sorted(sentences, key=len)
+    for start in range(0, len(by_length), batch_size):
+        chunk = by_length[start : start + batch_size]
+        batch = encode(corpus.vocab, chunk, max(len(s) for s in chunk)).to(device)
         log_probs = generator.token_log_probs(batch.inputs, batch.targets, temperature)
         total -= float(log_probs.sum())
         tokens += batch.num_tokens()

@@ -134,11 +134,11 @@ def evaluate_variant(variant: Variant, corpus: Corpus, settings: EvalConfig, see
         point = {"temperature": float(temperature)}
         text = text_metrics(curve_tokens, corpus)
         point["bleu_5"], point["self_bleu_5"] = text["bleu_5"], text["self_bleu_5"]
-        curve_nll = variant.token_nll(corpus.test, temperature=temperature)
-        if curve_nll is not None:
-            point["nll_test"] = curve_nll.per_token
-        if corpus.oracle is not None:
+        if corpus.oracle is not None:  # METRICS.md: the (nll_oracle, nll_test) curve
             point["nll_oracle"] = corpus.oracle.nll(_oracle_ids(curve_tokens))
+            curve_nll = variant.token_nll(corpus.test, temperature=temperature)
+            if curve_nll is not None:
+                point["nll_test"] = curve_nll.per_token
         curve.append(point)
     timings["curve_seconds"] = time.perf_counter() - started
     # The signature is a string: keep it out of the numeric metrics table.
