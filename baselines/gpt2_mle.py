@@ -1,0 +1,244 @@
+"""GPT-2 MLE: a transformers GPT2LMHeadModel trained on the corpus by maximum likelihood.
+
+The model is ``model_name_or_path`` when given (a folder written by save_pretrained, or a hub
+name such as ``gpt2`` for users with the network), else a fresh GPT-2 with a byte-level BPE
+tokenizer (4,000 entries) trained on the training split. Default size: 4 layers, width 256,
+4 heads (3.2M parameters besides the 1M of token embeddings), position embeddings for twice the
+longest training sentence in BPE tokens (at least 128): small enough to train for a few epochs
+of coco (10k sentences, 12 BPE tokens each on average) in minutes on one CPU core, and the
+baseline the GPT-2 GAN (gpt2_bert_gan) must beat at the same budget.
+
+On the synthetic oracle the tokenizer is word-level instead (one token per evaluation token),
+so that every sample is made of the oracle's token ids.
+
+Likelihoods are over BPE tokens; ``token_nll`` also reports the words (evaluation tokens + one
+EOS per sentence) so that nll_test_per_word compares with the word-level LSTMs (METRICS.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from bench.config import field
+from bench.corpora import Corpus
+from bench.text import SPECIAL_TOKENS, Tokenization
+from bench.variant import NLLResult, StepReport, Variant
+
+
+@dataclass
+class GPT2MLEConfig:
+    model_name_or_path: str | None = field(
+        None, "generator: a folder written by save_pretrained or a hub name (e.g. gpt2, with "
+              "the network); None = a fresh GPT-2 of the sizes below with a BPE tokenizer "
+              "trained on the training split")
+    n_layer: int = field(4, "transformer blocks (fresh model)")
+    n_embd: int = field(256, "width (fresh model)")
+    n_head: int = field(4, "attention heads (fresh model)")
+    n_positions: int = field(0, "position embeddings (fresh model); 0 = twice the longest "
+                                "training sentence in BPE tokens, at least 128")
+    tokenizer: Literal["bpe", "word"] = field(
+        "bpe", "fresh model's tokenizer: byte-level BPE trained on the training split, or word "
+               "(one token per evaluation token: the default on the oracle, whose samples must "
+               "be its token ids)")
+    bpe_vocab_size: int = field(4000, "byte-level BPE vocabulary trained on the training split")
+    dropout: float = field(0.1, "dropout of the fresh model during MLE")
+    batch_size: int = field(64, "sentences per MLE step")
+    learning_rate: float = field(1e-3, "AdamW learning rate of the MLE steps")
+    weight_decay: float = field(0.01, "AdamW weight decay")
+    warmup_steps: int = field(50, "MLE steps of linear learning-rate warm-up")
+    grad_clip: float = field(1.0, "gradient-norm clip (0 = off)")
+    max_new_tokens: int = field(0, "sampling cap in BPE tokens before the forced EOS; "
+                                   "0 = the longest training sentence")
+    sample_batch_size: int = field(500, "sentences sampled at once by sample()")
+
+    def validate(self) -> None:
+        for name in ("n_layer", "n_embd", "n_head", "bpe_vocab_size", "batch_size",
+                     "sample_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.n_embd % self.n_head:
+            raise ValueError("n_embd must be a multiple of n_head")
+        for name in ("n_positions", "warmup_steps", "max_new_tokens", "grad_clip",
+                     "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.learning_rate <= 0:
+            raise ValueError("learning_rate must be positive")
+        if not 0 <= self.dropout < 1:
+            raise ValueError("dropout must be in [0, 1)")
+
+
+class GPT2MLE(Variant):
+    name = "gpt2_mle"
+    Config = GPT2MLEConfig
+    description = "GPT-2 (transformers) trained by maximum likelihood on a corpus-trained BPE"
+
+    @classmethod
+    def corpus_defaults(cls, corpus: Corpus) -> dict[str, Any]:
+        return {"tokenizer": "word"} if corpus.is_oracle else {}
+
+    def __init__(self, config: GPT2MLEConfig, corpus: Corpus, device: torch.device, seed: int):
+        super().__init__(config, corpus, device, seed)
+        from baselines.primitives import hf
+        from baselines.primitives.sequences import RandomBatches
+
+        self.hf = hf
+        # Weights are drawn from the run's seed, whatever the global RNG was left at.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self._build_generator()
+        self.generator.to(self.device)
+        self.optimizer = torch.optim.AdamW(self.generator.parameters(), lr=config.learning_rate,
+                                           weight_decay=config.weight_decay)
+        self.batches = RandomBatches(len(self.train_data), config.batch_size, seed)
+        self.mle_steps = 0
+
+    # -- building -------------------------------------------------------------------------
+
+    def _build_generator(self) -> None:
+        hf, config = self.hf, self.config
+        train_text = self.corpus.train_text()
+        if config.model_name_or_path:
+            self.generator, self.tokenizer = hf.load_causal_lm(config.model_name_or_path)
+            self.tokenizer_is_trained = False
+        elif config.tokenizer == "word":
+            self.tokenizer = hf.word_tokenizer(self.corpus.vocab.tokens[len(SPECIAL_TOKENS):])
+            self.tokenizer_is_trained = True
+        else:
+            self.tokenizer = hf.train_bpe_tokenizer(train_text, config.bpe_vocab_size)
+            self.tokenizer_is_trained = True
+        self._encode_train_data(train_text)
+        longest = int(self.train_data.mask.sum(dim=1).max())  # BPE tokens + EOS
+        if not config.model_name_or_path:
+            positions = config.n_positions or max(128, hf.round_up(2 * longest, 64))
+            self.generator = hf.build_gpt2(len(self.tokenizer), config.n_layer, config.n_embd,
+                                           config.n_head, positions, config.dropout,
+                                           self.eos_id)
+        self.positions = int(getattr(self.generator.config, "n_positions", 0)
+                             or self.generator.config.max_position_embeddings)
+        # The sampling cap: as long as the longest training sentence, and inside the positions.
+        self.max_new_tokens = min(config.max_new_tokens or longest - 1, self.positions - 1)
+        self.banned_ids = sorted(set(self.tokenizer.all_special_ids) - {self.eos_id})
+
+    def _encode_train_data(self, train_text: list[str]) -> None:
+        self.eos_id = int(self.tokenizer.eos_token_id)
+        bos = self.tokenizer.bos_token_id
+        self.bos_id = int(bos) if bos is not None else self.eos_id
+        self.train_data = self.hf.encode_texts(self.tokenizer, train_text, self.bos_id,
+                                               self.eos_id).to(self.device)
+
+    # -- training -------------------------------------------------------------------------
+
+    def _set_learning_rate(self, optimizer: torch.optim.Optimizer, base: float, step: int,
+                           warmup: int) -> None:
+        scale = min(1.0, (step + 1) / warmup) if warmup else 1.0
+        for group in optimizer.param_groups:
+            group["lr"] = base * scale
+
+    def mle_step(self) -> StepReport:
+        """One teacher-forcing step on a random batch of training sentences."""
+        batch = self.train_data.select(self.batches.next_indices().to(self.device))
+        batch = self._fit_positions(batch)
+        self.generator.train()
+        log_probs = self.hf.token_log_probs(self.generator, batch)
+        num_tokens = batch.num_tokens()
+        loss = -log_probs.sum() / num_tokens
+        self._set_learning_rate(self.optimizer, self.config.learning_rate, self.mle_steps,
+                                self.config.warmup_steps)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.generator.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.mle_steps += 1
+        flops = 3 * num_tokens * self.generator_flops_per_token()
+        return StepReport(tokens=num_tokens, flops=flops, logs={"train/g_mle_loss": loss.item()})
+
+    def _fit_positions(self, batch):
+        """Training sentences longer than the model's positions (a pretrained model with a
+        short context) are cut; the fresh model always has room."""
+        if batch.inputs.shape[1] <= self.positions:
+            return batch
+        cut = self.positions
+        return type(batch)(batch.inputs[:, :cut], batch.targets[:, :cut], batch.mask[:, :cut])
+
+    def generator_flops_per_token(self) -> float:
+        if not hasattr(self, "_generator_flops"):
+            self._generator_flops = self.hf.flops_per_token(self.generator)
+        return self._generator_flops
+
+    def train_step(self, progress: float) -> StepReport:
+        return self.mle_step()
+
+    def bos_prompts(self, n: int) -> torch.Tensor:
+        return torch.full((n, 1), self.bos_id, dtype=torch.long, device=self.device)
+
+    # -- evaluation -----------------------------------------------------------------------
+
+    def sample(self, n: int, temperature: float, seed: int) -> list[str]:
+        rng = torch.Generator(device=self.device).manual_seed(seed)
+        self.generator.eval()
+        texts: list[str] = []
+        for start in range(0, n, self.config.sample_batch_size):
+            prompts = self.bos_prompts(min(self.config.sample_batch_size, n - start))
+            samples = self.hf.sample_tokens(self.generator, prompts, self.max_new_tokens,
+                                            self.eos_id, temperature, rng, self.banned_ids)
+            texts.extend(text.strip() for text in self.hf.decode_samples(self.tokenizer, samples))
+        return texts
+
+    @torch.no_grad()
+    def token_nll(self, sentences: list[list[str]], temperature: float = 1.0,
+                  batch_size: int = 256) -> NLLResult:
+        """Nats over BPE tokens + EOS; words = evaluation tokens + one EOS per sentence."""
+        self.generator.eval()
+        total, num_tokens = 0.0, 0
+        # Scored shortest first, so that a batch's sentences have about the same length and
+        # little of it is padding (the sum does not depend on the order).
+        by_length = sorted(sentences, key=len)
+        for start in range(0, len(by_length), batch_size):
+            texts = [Tokenization.detokenize(s) for s in by_length[start : start + batch_size]]
+            batch = self.hf.encode_texts(self.tokenizer, texts, self.bos_id,
+                                         self.eos_id).to(self.device)
+            log_probs = self.hf.windowed_token_log_probs(self.generator, batch, self.positions,
+                                                         temperature)
+            total -= float(log_probs.sum())
+            num_tokens += batch.num_tokens()
+        num_words = sum(len(s) + 1 for s in sentences)
+        return NLLResult(total, num_tokens, num_words)
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "batches": self.batches.state_dict(),
+                "mle_steps": self.mle_steps,
+                # The trained tokenizer is rebuilt the same from the corpus; it is stored too so
+                # that a checkpoint says exactly what its ids mean.
+                "tokenizer": (self.hf.tokenizer_json(self.tokenizer)
+                              if self.tokenizer_is_trained else None)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        stored = state.get("tokenizer")
+        if stored is not None and stored != self.hf.tokenizer_json(self.tokenizer):
+            tokenizer = self.hf.wrap_generator_tokenizer(self.hf.backend_from_json(stored))
+            if len(tokenizer) != len(self.tokenizer):
+                raise ValueError("checkpoint tokenizer has another vocabulary size")
+            self.tokenizer = tokenizer
+            self._encode_train_data(self.corpus.train_text())
+        self.generator.load_state_dict(state["generator"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.batches.load_state_dict(state["batches"])
+        self.mle_steps = int(state["mle_steps"])
+
+    def save_artifacts(self, directory: Path) -> None:
+        directory = Path(directory)
+        self.hf.save_pretrained(self.generator, self.tokenizer, directory / "generator",
+                                directory / "tokenizer")
+
+
+VARIANT = GPT2MLE
