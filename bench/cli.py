@@ -42,7 +42,8 @@ def _build_parser() -> argparse.ArgumentParser:
                      metavar="FIELD=VALUE", help="override a variant config field (repeatable)")
     run.add_argument("--eval", dest="eval_overrides", action="append", default=[],
                      metavar="FIELD=VALUE",
-                     help=f"override an evaluation setting ({', '.join(EvalConfig.__annotations__)})")
+                     help="override an evaluation setting "
+                          f"({', '.join(EvalConfig.__annotations__)})")
     run.add_argument("--num-samples", type=int, default=None,
                      help="sentences sampled for the metrics (default 5000, capped at test size)")
     run.add_argument("--train-subsample", type=int, default=0,

@@ -25,7 +25,8 @@ BLEU_ORDERS = (2, 3, 4, 5)
 class EvalConfig:
     num_samples: int = field(5000, "sentences sampled at temperature 1 (capped at the test size)")
     temperatures: tuple[float, ...] = field(
-        (0.5, 0.75, 1.0, 1.25, 1.5), "temperature grid of the quality-diversity curve (empty: none)")
+        (0.5, 0.75, 1.0, 1.25, 1.5),
+        "temperature grid of the quality-diversity curve (empty: none)")
     curve_samples: int = field(1000, "sentences sampled per curve temperature")
     disc_acc: bool = field(True, "train the fresh held-out classifier (disc_acc)")
     disc_acc_encoder: str = field("cnn", "disc_acc classifier: cnn, or minilm when installed")

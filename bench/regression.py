@@ -25,8 +25,8 @@ from bench.errors import GanbenchError
 from bench.records import write_json_atomic
 
 BASELINE_DIR = Path("results/regression")
-METRICS_BASELINE = BASELINE_DIR / "metrics_baseline.json"
-SPEED_BASELINE = BASELINE_DIR / "speed_baseline.json"
+METRICS_BASELINE = "metrics_baseline.json"
+SPEED_BASELINE = "speed_baseline.json"
 
 # Absolute tolerances. Steps budgets make runs deterministic on one machine; across CPU kinds
 # BLAS summation order can move the last digits, which these absorb. A real regression (a
@@ -36,8 +36,8 @@ METRIC_TOLERANCES = {
     "nll_oracle": 0.05, "distinct_": 0.01, "copy_rate": 0.01, "disc_acc": 0.05,
 }
 # A hot path may be at most this much slower, relative to its same-run reference, than stored.
+# Benchmarks name their pair with extra_info {"pair": P, "role": "ours" | "ref"}.
 SPEED_THRESHOLD = 1.5
-SPEED_PAIRS_ENV_DOC = "benchmarks name their pair with extra_info {'pair': P, 'role': ours|ref}"
 
 
 def tolerance_for(metric: str) -> float | None:
@@ -110,8 +110,10 @@ def run_smoke(out: Path) -> None:
 
 
 def run_benchmarks(json_path: Path, paths: list[str]) -> dict[str, Any]:
-    command = [sys.executable, "-m", "pytest", *paths, "-q", "-p", "no:xdist",
-               "--benchmark-only", f"--benchmark-json={json_path}", "-m", "not slow"]
+    existing = [p for p in paths if Path(p).exists()]
+    command = [sys.executable, "-m", "pytest", *existing, "-q", "-p", "no:xdist",
+               "-p", "no:cacheprovider", "--benchmark-only", "--benchmark-min-rounds=5",
+               f"--benchmark-json={json_path}", "-m", "not slow"]
     result = subprocess.run(command)
     if result.returncode not in (0, 5):
         raise GanbenchError(f"benchmarks failed (exit {result.returncode})")
@@ -135,8 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--smoke-dir", type=Path, default=None,
                         help="reuse a finished smoke run instead of running it")
-    parser.add_argument("--benchmarks", nargs="*", default=["tests"],
-                        help="benchmark files or folders (default: tests)")
+    parser.add_argument("--benchmarks", nargs="*",
+                        default=["tests/bench_bleu.py", "tests/bench_hot_paths.py",
+                                 "tests/bench_rollout.py"],
+                        help="pytest-benchmark files to time")
+    parser.add_argument("--baseline-dir", type=Path, default=BASELINE_DIR,
+                        help=f"where the stored baselines live (default {BASELINE_DIR})")
     args = parser.parse_args(argv)
     problems: list[str] = []
     try:
@@ -147,22 +153,24 @@ def main(argv: list[str] | None = None) -> int:
                     run_smoke(smoke_dir)
                 current = metrics_of_run(smoke_dir)
                 if args.update:
-                    write_json_atomic(METRICS_BASELINE, current)
+                    write_json_atomic(args.baseline_dir / METRICS_BASELINE, current)
                 else:
-                    problems += compare_metrics(current, load_baseline(METRICS_BASELINE))
+                    problems += compare_metrics(
+                        current, load_baseline(args.baseline_dir / METRICS_BASELINE))
             if not args.skip_speed:
                 ratios = speed_ratios(run_benchmarks(Path(scratch) / "bench.json",
                                                      args.benchmarks))
                 print("speed ratios (ours / reference, same run):", json.dumps(ratios))
                 if args.update:
-                    write_json_atomic(SPEED_BASELINE, ratios)
+                    write_json_atomic(args.baseline_dir / SPEED_BASELINE, ratios)
                 else:
-                    problems += compare_speed(ratios, load_baseline(SPEED_BASELINE))
+                    problems += compare_speed(
+                        ratios, load_baseline(args.baseline_dir / SPEED_BASELINE))
     except GanbenchError as err:
         print(f"regression: error: {err}", file=sys.stderr)
         return 2
     if args.update:
-        print(f"baselines written under {BASELINE_DIR}")
+        print(f"baselines written under {args.baseline_dir}")
         return 0
     for line in problems:
         print(f"REGRESSION {line}", file=sys.stderr)

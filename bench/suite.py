@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import sys
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.config import build_config
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 from bench.corpora import load_corpus
 from bench.errors import GanbenchError
 from bench.evaluation import EvalConfig

@@ -89,5 +89,5 @@ class Variant(abc.ABC):
         Used to filter synthetic data; never used for evaluation (disc_acc is a fresh model)."""
         return None
 
-    def save_artifacts(self, directory: Path) -> None:
+    def save_artifacts(self, directory: Path) -> None:  # noqa: B027 - optional hook
         """Optional: write models in their native format (e.g. save_pretrained)."""

@@ -6,6 +6,7 @@ import sys
 import pytest
 import torch
 
+from baselines.primitives.sampling import draw_categorical
 from bench.checkpoint import load_state, save_state
 from bench.config import build_config
 from bench.corpora import Corpus
@@ -93,16 +94,15 @@ def test_sample_is_text_seeded_and_free_of_special_tokens(trained):
 
 
 def test_inverse_cdf_draws_follow_the_probabilities():
-    from baselines.primitives import hf
 
     probs = torch.tensor([0.1, 0.0, 0.6, 0.3, 0.0]).expand(40_000, 5)
-    draws = hf.draw_categorical(probs, torch.Generator().manual_seed(0))
+    draws = draw_categorical(probs, torch.Generator().manual_seed(0))
     frequencies = torch.bincount(draws, minlength=5).float() / len(draws)
     # 40,000 draws: the standard error of a frequency is at most 0.0025.
     assert torch.allclose(frequencies, probs[0], atol=0.01)
     assert frequencies[1] == 0 and frequencies[4] == 0  # zero probability: never drawn
     one_hot = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
-    assert hf.draw_categorical(one_hot, torch.Generator()).tolist() == [2, 0]
+    assert draw_categorical(one_hot, torch.Generator()).tolist() == [2, 0]
 
 
 def test_word_tokenizer_on_the_oracle_samples_token_ids(oracle_corpus):

@@ -64,7 +64,8 @@ def test_missing_named_corpus_is_downloaded_from_a_mirror(tmp_path, data_dir, mo
     empty = tmp_path / "data"
     corpus = load_corpus("coco", empty)
     assert len(corpus.train) == 10_000
-    assert (empty / "coco" / "test.txt").read_bytes() == (data_dir / "coco" / "test.txt").read_bytes()
+    written = (empty / "coco" / "test.txt").read_bytes()
+    assert written == (data_dir / "coco" / "test.txt").read_bytes()
     # A corrupted mirror file is refused and nothing is written.
     bad = mirror / NAMED_CORPORA["news"].test.origin_path
     bad.write_text("not the news\n")

@@ -42,6 +42,7 @@ from transformers import (
 from transformers.pytorch_utils import Conv1D
 
 from baselines.primitives.hf_policy import masked_token_log_probs
+from baselines.primitives.sampling import draw_categorical
 from bench.errors import GanbenchError
 
 END_OF_TEXT = "<|endoftext|>"
@@ -337,20 +338,6 @@ class Samples:
 
     def num_tokens(self) -> int:
         return int(self.mask.sum())
-
-
-def draw_categorical(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One index per row of ``probs`` [N, V] by inverting the cumulative distribution: the
-    first i with cdf_i > u, u uniform on [0, total). Exact, and 10-18x faster than
-    torch.multinomial on CPU (measured: 0.25 vs 4.6 ms for 64 x 4,000)."""
-    cdf = probs.cumsum(dim=-1)
-    total = cdf[:, -1:]
-    uniform = torch.rand(total.shape, generator=generator, device=probs.device,
-                         dtype=cdf.dtype) * total
-    # Strictly below the total even after rounding, so trailing zero-probability ids (banned
-    # tokens) can never be drawn; ids of probability 0 elsewhere have cdf_i = cdf_(i-1).
-    uniform = torch.minimum(uniform, torch.nextafter(total, torch.zeros_like(total)))
-    return torch.searchsorted(cdf, uniform, right=True).squeeze(1)
 
 
 @torch.no_grad()

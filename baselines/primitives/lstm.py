@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from baselines.primitives.sampling import draw_categorical
 from bench.text import BOS, EOS, PAD, UNK
 
 
@@ -64,7 +65,7 @@ class LSTMGenerator(nn.Module):
                 next_token = torch.full((n,), EOS, dtype=torch.long, device=device)
             else:
                 probs = torch.softmax(logits / temperature, dim=-1)
-                next_token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+                next_token = draw_categorical(probs, generator)
             next_token = torch.where(finished, torch.full_like(next_token, PAD), next_token)
             out[:, t] = next_token
             finished |= next_token == EOS

@@ -1,0 +1,19 @@
+"""Sampling from categorical distributions, shared by the LSTM and GPT-2 generators."""
+
+from __future__ import annotations
+
+import torch
+
+
+def draw_categorical(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One index per row of ``probs`` [N, V] by inverting the cumulative distribution: the
+    first i with cdf_i > u, u uniform on [0, total). Exact, and 10-18x faster than
+    torch.multinomial on CPU (measured: 0.25 vs 4.6 ms for 64 x 4,000)."""
+    cdf = probs.cumsum(dim=-1)
+    total = cdf[:, -1:]
+    uniform = torch.rand(total.shape, generator=generator, device=probs.device,
+                         dtype=cdf.dtype) * total
+    # Strictly below the total even after rounding, so trailing zero-probability ids (banned
+    # tokens) can never be drawn; ids of probability 0 elsewhere have cdf_i = cdf_(i-1).
+    uniform = torch.minimum(uniform, torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, uniform, right=True).squeeze(1)
