@@ -23,6 +23,11 @@ embeddings) with its own WordPiece tokenizer (4,000 entries) trained on the trai
 two tokenizers meet through text: generated ids are batch-decoded and batch-tokenized again.
 
 Generator defaults as gpt2_mle (4 layers, width 256, 4 heads).
+
+Data-parallel under torchrun (bench/distributed.py): every rank draws its own rollouts (its own
+random stream, ``rank_seed``) and its slice of the discriminator's real sentences; the
+generator's policy-gradient update and the discriminator's update both average gradients across
+ranks, and the moving-average baseline follows the mean reward of all ranks.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import torch.nn.functional as F
 from baselines.gpt2_mle import GPT2MLE, GPT2MLEConfig
 from baselines.primitives import estimators
 from baselines.primitives import hf_policy as policy
+from bench import distributed
 from bench.config import field
 from bench.corpora import Corpus
 from bench.variant import StepReport
@@ -120,6 +126,8 @@ class GPT2BertGAN(GPT2MLE):
     Config = GPT2BertGANConfig
     description = ("GPT-2 generator, MLE-warmed, then policy gradient (GRPO/PPO-style) against a "
                    "BERT discriminator")
+    # State that differs between data-parallel ranks: their sampling streams and rollouts.
+    rank_state_keys = ("train_rng", "rollout")
 
     def __init__(self, config: GPT2BertGANConfig, corpus: Corpus, device: torch.device,
                  seed: int):
@@ -139,8 +147,12 @@ class GPT2BertGAN(GPT2MLE):
         if config.kl_coef > 0:
             self.reference = copy.deepcopy(self.generator).eval().requires_grad_(False)
         self.rollout_size = config.num_groups * config.group_size
-        self.d_batches = RandomBatches(len(self.real_for_d), self.rollout_size, seed + 2)
-        self.train_rng = torch.Generator(device=self.device).manual_seed(seed + 3)
+        # Real sentences as gpt2_mle's batches: one global draw, each rank its slice.
+        self.d_batches = RandomBatches(len(self.real_for_d),
+                                       self.rollout_size * distributed.current_world().size,
+                                       seed + 2)
+        self.train_rng = torch.Generator(device=self.device).manual_seed(
+            distributed.rank_seed(seed + 3))
         self.phase = PHASE_MLE
         self.moving_baseline: torch.Tensor | None = None  # a 0-d tensor once set
         self.rollout: Rollout | None = None
@@ -162,6 +174,12 @@ class GPT2BertGAN(GPT2MLE):
         else:
             self.d_tokenizer = hf.train_wordpiece_tokenizer(train_text, config.d_vocab_size)
             self.d_tokenizer_is_trained = True
+            # WordPiece training differs from process to process (even in size): data-parallel
+            # ranks all take rank 0's, before the discriminator's embeddings are sized on it.
+            trained = hf.tokenizer_json(self.d_tokenizer)
+            shared = distributed.from_main(trained)
+            if shared != trained:
+                self.d_tokenizer = hf.wrap_wordpiece_tokenizer(hf.backend_from_json(shared))
             longest = int(hf.encode_for_classifier(self.d_tokenizer, train_text, 100_000)
                           .attention_mask.sum(dim=1).max())
             positions = max(128, hf.round_up(2 * longest, 64))
@@ -230,7 +248,8 @@ class GPT2BertGAN(GPT2MLE):
                 advantages = policy.moving_baseline_advantages(
                     rewards, self.moving_baseline, config.reward_std_floor)
                 self.moving_baseline = estimators.moving_average(
-                    self.moving_baseline, rewards.mean(), config.baseline_decay)
+                    self.moving_baseline, distributed.average(rewards.mean()),
+                    config.baseline_decay)
             reference_log_probs = None
             if self.reference is not None:
                 reference_log_probs = hf.token_log_probs(self.reference, samples.as_batch())
@@ -257,6 +276,7 @@ class GPT2BertGAN(GPT2MLE):
             logs["train/kl"] = kl.item()
         self.g_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(self.generator.parameters())
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.generator.parameters(), config.grad_clip)
         self.g_optimizer.step()
@@ -280,7 +300,8 @@ class GPT2BertGAN(GPT2MLE):
         """One update on a batch of real training sentences against as many generated ones;
         returns its logs and the word pieces it processed."""
         hf = self.hf
-        reals = self.real_for_d.select(self.d_batches.next_indices().to(self.device))
+        indices = distributed.shard(self.d_batches.next_indices())
+        reals = self.real_for_d.select(indices.to(self.device))
         labels = torch.cat([torch.full((len(reals),), hf.REAL, device=self.device),
                             torch.full((len(fakes),), hf.FAKE, device=self.device)])
         self.discriminator.train()
@@ -291,6 +312,7 @@ class GPT2BertGAN(GPT2MLE):
         loss = F.cross_entropy(logits, labels)
         self.d_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(self.discriminator.parameters())
         if self.config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.discriminator.parameters(),
                                            self.config.grad_clip)

@@ -13,6 +13,9 @@ so that every sample is made of the oracle's token ids.
 
 Likelihoods are over BPE tokens; ``token_nll`` also reports the words (evaluation tokens + one
 EOS per sentence) so that nll_test_per_word compares with the word-level LSTMs (METRICS.md).
+
+Data-parallel under torchrun (bench/distributed.py): ``batch_size`` sentences per rank, each
+rank's slice of one global batch, gradients averaged across ranks before clipping.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any, Literal
 
 import torch
 
+from bench import distributed
 from bench.config import field
 from bench.corpora import Corpus
 from bench.text import SPECIAL_TOKENS, Tokenization
@@ -76,6 +80,7 @@ class GPT2MLE(Variant):
     name = "gpt2_mle"
     Config = GPT2MLEConfig
     description = "GPT-2 (transformers) trained by maximum likelihood on a corpus-trained BPE"
+    data_parallel = True  # may train on several torchrun ranks (bench/distributed.py)
 
     @classmethod
     def corpus_defaults(cls, corpus: Corpus) -> dict[str, Any]:
@@ -94,7 +99,9 @@ class GPT2MLE(Variant):
         self.generator.to(self.device)
         self.optimizer = torch.optim.AdamW(self.generator.parameters(), lr=config.learning_rate,
                                            weight_decay=config.weight_decay)
-        self.batches = RandomBatches(len(self.train_data), config.batch_size, seed)
+        # Every rank draws the same global batch and trains on its own slice (shard).
+        self.batches = RandomBatches(len(self.train_data),
+                                     config.batch_size * distributed.current_world().size, seed)
         self.mle_steps = 0
 
     # -- building -------------------------------------------------------------------------
@@ -141,7 +148,8 @@ class GPT2MLE(Variant):
 
     def mle_step(self) -> StepReport:
         """One teacher-forcing step on a random batch of training sentences."""
-        batch = self.train_data.select(self.batches.next_indices().to(self.device))
+        indices = distributed.shard(self.batches.next_indices())
+        batch = self.train_data.select(indices.to(self.device))
         batch = self._fit_positions(batch)
         self.generator.train()
         log_probs = self.hf.token_log_probs(self.generator, batch)
@@ -151,6 +159,7 @@ class GPT2MLE(Variant):
                                 self.config.warmup_steps)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(self.generator.parameters())
         if self.config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.generator.parameters(), self.config.grad_clip)
         self.optimizer.step()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -114,7 +115,8 @@ def run_benchmarks(json_path: Path, paths: list[str]) -> dict[str, Any]:
     command = [sys.executable, "-m", "pytest", *existing, "-q", "-p", "no:xdist",
                "-p", "no:cacheprovider", "--benchmark-only", "--benchmark-min-rounds=5",
                f"--benchmark-json={json_path}", "-m", "not slow"]
-    result = subprocess.run(command)
+    env = {**os.environ, "GANBENCH_BENCH_SIZE": "regression"}
+    result = subprocess.run(command, env=env)
     if result.returncode not in (0, 5):
         raise GanbenchError(f"benchmarks failed (exit {result.returncode})")
     return json.loads(json_path.read_text())

@@ -1,0 +1,470 @@
+"""LSTM GAN: an LSTM generator against an LSTM discriminator; no rollouts.
+
+Phases, scheduled on the share of the budget spent (``progress``):
+0. ``progress < mle_fraction``: MLE pretraining of the generator, mle_lstm's step.
+1. then, for ``disc_pretrain_fraction``: discriminator pretraining, real training sentences
+   against samples of the pretrained generator.
+2. the rest: adversarial rounds, each ``g_steps`` generator updates then ``d_steps``
+   discriminator rounds (a fresh batch of samples, ``d_epochs`` updates on it).
+
+The generator update (``g_loss``):
+- ``reinforce``: REINFORCE (Williams 1992) with the discriminator's logit of each sampled
+  sequence as its reward, minus a baseline (``baseline``: none, a moving average, or the batch
+  mean). With ``dense_rewards``, ScratchGAN-style per-token rewards instead (de Masson
+  d'Autume et al. 2019): the discriminator scores every prefix, r_t = its logit after token t,
+  and token t gets R_t = sum_{s >= t} gamma^(s - t) r_s.
+- ``nonsaturating``: the generator samples by straight-through Gumbel-softmax (Jang et al.
+  2017), the discriminator reads the one-hots, and the generator minimises -log D (Goodfellow
+  et al. 2014) by backpropagation through both.
+- ``wasserstein``: the same relaxation with a Wasserstein critic (Arjovsky et al. 2017): the
+  critic minimises critic(fake) - critic(real) with its weights clipped to +-critic_clip, the
+  generator minimises -critic(fake).
+The discriminator minimises binary cross-entropy except under ``wasserstein``.
+
+Stability: a non-finite loss, or a generator whose mean entropy per sampled token falls below
+``min_entropy`` in the adversarial phase (collapse onto a few sentences), raises
+bench.errors.Diverged, which ends the run with status ``diverged``.
+
+Logs per step: ``train/phase`` (0 MLE, 1 discriminator pretraining, 2 adversarial), and where
+the phase computes them ``train/g_loss``, ``train/g_entropy`` (nats per token; MLE: of the
+teacher-forced predictions on 8 sentences of the batch), ``train/d_loss``, ``train/d_acc``
+(the discriminator's own accuracy on its last batch, balanced), ``train/reward_mean``. MLE
+steps log g_loss and g_entropy; discriminator pretraining d_loss and d_acc; adversarial
+rounds all of them.
+
+StepReport.tokens counts the generator's tokens: teacher-forced ones in MLE, sampled ones
+(including those sampled for the discriminator) afterwards. flops: 2 x parameters x tokens per
+forward (embeddings excluded), x3 for a forward with backward (``_flops`` methods).
+
+``AdversarialLSTM`` below is the machinery shared with seqgan.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from baselines.mle_lstm import MLELSTM, MLELSTMConfig
+from baselines.primitives import estimators as est
+from baselines.primitives.discriminators import LSTMDiscriminator
+from baselines.primitives.rollout import NEVER_SAMPLED, sample_sequences
+from baselines.primitives.sequences import RandomBatches, encode, targets_to_inputs
+from bench.config import field
+from bench.corpora import Corpus
+from bench.errors import Diverged
+from bench.text import BOS, EOS, PAD
+from bench.variant import StepReport
+
+PHASE_MLE, PHASE_D_PRETRAIN, PHASE_ADVERSARIAL = 0, 1, 2
+
+
+@dataclass
+class AdversarialLSTMConfig(MLELSTMConfig):
+    mle_fraction: float = field(0.5, "share of the budget for MLE pretraining of the generator")
+    disc_pretrain_fraction: float = field(0.1, "share of the budget for discriminator "
+                                               "pretraining (after MLE)")
+    g_steps: int = field(1, "generator updates per adversarial round")
+    d_steps: int = field(1, "discriminator rounds (fresh samples each) per adversarial round")
+    d_epochs: int = field(1, "discriminator updates on each batch of samples")
+    g_learning_rate: float = field(1e-3, "generator Adam learning rate, adversarial phase")
+    d_learning_rate: float = field(1e-3, "discriminator Adam learning rate")
+    baseline: Literal["none", "moving", "batch_mean"] = field(
+        "moving", "REINFORCE baseline: none, a moving average of the reward, or the batch mean")
+    baseline_decay: float = field(0.9, "decay of the moving-average baseline")
+    min_entropy: float = field(0.1, "adversarial phase: a mean generator entropy below this "
+                                    "(nats per token) ends the run as diverged; 0 = off")
+
+    def validate(self) -> None:
+        super().validate()
+        if (min(self.mle_fraction, self.disc_pretrain_fraction) < 0
+                or self.mle_fraction + self.disc_pretrain_fraction >= 1):
+            raise ValueError("mle_fraction and disc_pretrain_fraction must be >= 0 and sum "
+                             "below 1")
+        for name in ("g_steps", "d_steps", "d_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("g_learning_rate", "d_learning_rate"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if not 0 <= self.baseline_decay < 1:
+            raise ValueError("baseline_decay must be in [0, 1)")
+        if self.min_entropy < 0:
+            raise ValueError("min_entropy must be >= 0")
+
+
+def check_finite(name: str, value: torch.Tensor) -> None:
+    if not bool(torch.isfinite(value).all()):
+        raise Diverged(f"non-finite {name}: {value.detach().flatten()[:1].item()}")
+
+
+class AdversarialLSTM(MLELSTM, abc.ABC):
+    """The phases, the MLE and discriminator steps, the checks and the checkpoints of the LSTM
+    GANs; subclasses build the discriminator and update the generator."""
+
+    def __init__(self, config: AdversarialLSTMConfig, corpus: Corpus, device: torch.device,
+                 seed: int):
+        # The generator (and its MLE optimiser) first, from the global RNG: the same initial
+        # weights as mle_lstm with the same seed.
+        super().__init__(config, corpus, device, seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 1)
+            self.discriminator = self.build_discriminator().to(self.device)
+        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(),
+                                            lr=config.d_learning_rate)
+        self.g_optimizer = torch.optim.Adam(self.generator.parameters(),
+                                            lr=config.g_learning_rate)
+        self.real_batches = RandomBatches(len(self.train_data), config.batch_size, seed + 2)
+        self.train_rng = torch.Generator(device=self.device).manual_seed(seed + 3)
+        self.width = corpus.max_length + 1  # tokens + EOS, as the generator's targets
+        self.phase = PHASE_MLE
+        self.moving_baseline: torch.Tensor | None = None
+
+    # -- what a subclass provides ---------------------------------------------------------
+
+    @abc.abstractmethod
+    def build_discriminator(self) -> torch.nn.Module: ...
+
+    @abc.abstractmethod
+    def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, balanced accuracy) of the discriminator on real and fake ids [B, W]."""
+
+    @abc.abstractmethod
+    def discriminator_flops(self, num_sequences: int) -> float:
+        """Forward FLOPs of the discriminator on that many sequences of self.width."""
+
+    @abc.abstractmethod
+    def discriminator_scores(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The discriminator's score (higher = more real) of each sequence of ids [N, W]."""
+
+    @abc.abstractmethod
+    def generator_update(self) -> tuple[dict[str, float], int, float]:
+        """One adversarial generator update: (logs, generator tokens, FLOPs)."""
+
+    def end_mle_phase(self) -> None:
+        """Called once, when the MLE phase is over."""
+
+    # -- phases -----------------------------------------------------------------------------
+
+    def train_step(self, progress: float) -> StepReport:
+        config = self.config
+        if progress < config.mle_fraction:
+            report = self.mle_step()
+        else:
+            if self.phase == PHASE_MLE:
+                self.phase = PHASE_D_PRETRAIN
+                self.end_mle_phase()
+            if progress < config.mle_fraction + config.disc_pretrain_fraction:
+                report = self.discriminator_round()
+            else:
+                self.phase = PHASE_ADVERSARIAL
+                report = self.adversarial_round()
+        report.logs["train/phase"] = float(self.phase)
+        return report
+
+    def mle_step(self) -> StepReport:
+        batch = self.train_data.select(self.batches.next_indices().to(self.device))
+        logits, _ = self.generator(batch.inputs)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.targets.flatten(),
+                               ignore_index=PAD)
+        check_finite("MLE loss", loss)
+        self._step(self.optimizer, self.generator, loss)
+        tokens = batch.num_tokens()
+        # A diagnostic only (no collapse check in MLE): 8 sentences keep its cost a few per
+        # cent of the step, so the MLE phase runs as fast as mle_lstm's.
+        entropy = est.mean_token_entropy(logits[:8].detach(), batch.targets[:8] != PAD)
+        return StepReport(tokens=tokens, flops=3 * tokens * self.generator.flops_per_token(),
+                          logs={"train/g_loss": loss.item(), "train/g_entropy": entropy.item()})
+
+    def discriminator_round(self) -> StepReport:
+        """Fresh samples of the generator, then d_epochs discriminator updates on them, each
+        against a fresh batch of real sentences."""
+        fake = sample_sequences(self.generator, self.config.batch_size, self.width,
+                                self.train_rng)
+        self.discriminator.train()
+        for _ in range(self.config.d_epochs):
+            index = self.real_batches.next_indices().to(self.device)
+            real = self.train_data.targets[index]
+            loss, accuracy = self.discriminator_loss(real, fake)
+            check_finite("discriminator loss", loss)
+            self._step(self.d_optimizer, self.discriminator, loss)
+            self.after_discriminator_step()
+        fake_tokens = int((fake != PAD).sum())
+        flops = (fake_tokens * self.generator.flops_per_token()
+                 + 3 * self.config.d_epochs * self.discriminator_flops(len(real) + len(fake)))
+        return StepReport(tokens=fake_tokens, flops=flops,
+                          logs={"train/d_loss": loss.item(), "train/d_acc": accuracy.item()})
+
+    def after_discriminator_step(self) -> None:
+        """Hook after every discriminator update (weight clipping for a critic)."""
+
+    def adversarial_round(self) -> StepReport:
+        logs: dict[str, float] = {}
+        tokens, flops = 0, 0.0
+        for _ in range(self.config.g_steps):
+            g_logs, g_tokens, g_flops = self.generator_update()
+            logs.update(g_logs)
+            tokens += g_tokens
+            flops += g_flops
+        for _ in range(self.config.d_steps):
+            report = self.discriminator_round()
+            logs.update(report.logs)
+            tokens += report.tokens
+            flops += report.flops
+        return StepReport(tokens=tokens, flops=flops, logs=logs)
+
+    # -- shared pieces of generator updates ----------------------------------------------------
+
+    def _step(self, optimizer: torch.optim.Optimizer, module: torch.nn.Module,
+              loss: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), self.config.grad_clip)
+        optimizer.step()
+
+    def check_entropy(self, entropy: torch.Tensor) -> None:
+        floor = self.config.min_entropy
+        if floor > 0 and entropy.item() < floor:
+            raise Diverged(f"generator entropy collapsed: {entropy.item():.4g} nats per token "
+                           f"< min_entropy {floor:g}")
+
+    def baseline_for(self, rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+        """The baseline of this batch's rewards ([B]: a number; [B, W]: per position); the
+        moving average is taken over past batches, then updated with this one."""
+        kind = self.config.baseline
+        if kind == "none":
+            return None
+        batch_mean = est.batch_mean_baseline(rewards, mask)
+        if kind == "batch_mean":
+            return batch_mean
+        baseline = batch_mean if self.moving_baseline is None else self.moving_baseline
+        if rewards.dim() == 2:  # positions no sequence reached this time keep their average
+            reached = mask.any(dim=0)
+            batch_mean = torch.where(reached, batch_mean, baseline)
+        self.moving_baseline = est.moving_average(self.moving_baseline, batch_mean,
+                                                  self.config.baseline_decay)
+        return baseline
+
+    def policy_gradient_step(self, samples: torch.Tensor, rewards: torch.Tensor
+                             ) -> dict[str, float]:
+        """REINFORCE on sampled sequences [B, W] with rewards [B] or [B, W]."""
+        mask = samples != PAD
+        baseline = self.baseline_for(rewards, mask)
+        self.generator.train()
+        logits, _ = self.generator(targets_to_inputs(samples))
+        log_probs = -F.cross_entropy(logits.flatten(0, 1).float(), samples.flatten(),
+                                     reduction="none").view(samples.shape)
+        loss = est.reinforce_loss(log_probs, rewards, mask, baseline)
+        check_finite("generator loss", loss)
+        entropy = est.mean_token_entropy(logits.detach(), mask)
+        self.check_entropy(entropy)
+        self._step(self.g_optimizer, self.generator, loss)
+        reward_mean = est.masked_mean(rewards, mask) if rewards.dim() == 2 else rewards.mean()
+        return {"train/g_loss": loss.item(), "train/g_entropy": entropy.item(),
+                "train/reward_mean": reward_mean.item()}
+
+    def lstm_flops_per_token(self) -> float:
+        """The generator's LSTM alone (no output layer), per token."""
+        return 2.0 * sum(p.numel() for p in self.generator.lstm.parameters())
+
+    @torch.no_grad()
+    def realness_scores(self, texts: list[str]) -> list[float]:
+        """The discriminator's score of each text, read in the evaluation tokenization."""
+        sentences = [self.corpus.tokenization.tokenize(text) for text in texts]
+        tokens = encode(self.corpus.vocab, sentences, self.corpus.max_length).targets
+        self.discriminator.eval()
+        scores = [self.discriminator_scores(tokens[i : i + 500].to(self.device)).float().cpu()
+                  for i in range(0, len(tokens), 500)]
+        self.discriminator.train()
+        return torch.cat(scores).tolist() if scores else []
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.update({
+            "discriminator": self.discriminator.state_dict(),
+            "d_optimizer": self.d_optimizer.state_dict(),
+            "g_optimizer": self.g_optimizer.state_dict(),
+            "real_batches": self.real_batches.state_dict(),
+            "train_rng": self.train_rng.get_state(),
+            "phase": self.phase,
+            "moving_baseline": self.moving_baseline,
+        })
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.d_optimizer.load_state_dict(state["d_optimizer"])
+        self.g_optimizer.load_state_dict(state["g_optimizer"])
+        self.real_batches.load_state_dict(state["real_batches"])
+        self.train_rng.set_state(state["train_rng"])
+        self.phase = int(state["phase"])
+        baseline = state["moving_baseline"]
+        self.moving_baseline = None if baseline is None else baseline.to(self.device)
+
+
+@dataclass
+class LSTMGANConfig(AdversarialLSTMConfig):
+    g_loss: Literal["reinforce", "nonsaturating", "wasserstein"] = field(
+        "reinforce", "generator update: REINFORCE on the discriminator's logit, or through "
+                     "Gumbel-softmax samples the non-saturating loss or a Wasserstein critic")
+    dense_rewards: bool = field(False, "reinforce: per-token discounted rewards from the "
+                                       "discriminator's score of every prefix (ScratchGAN)")
+    gamma: float = field(0.95, "discount of the dense rewards")
+    gumbel_temperature: float = field(1.0, "Gumbel-softmax temperature (nonsaturating, "
+                                           "wasserstein)")
+    critic_clip: float = field(0.01, "wasserstein: the critic's weights are clipped to this")
+    d_embedding_dim: int = field(64, "discriminator token embedding size")
+    d_hidden_dim: int = field(128, "discriminator LSTM hidden size")
+    d_num_layers: int = field(1, "discriminator LSTM layers")
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("d_embedding_dim", "d_hidden_dim", "d_num_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if not 0 <= self.gamma <= 1:
+            raise ValueError("gamma must be in [0, 1]")
+        for name in ("gumbel_temperature", "critic_clip"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.dense_rewards and self.g_loss != "reinforce":
+            raise ValueError("dense_rewards needs g_loss=reinforce")
+
+
+class LSTMGAN(AdversarialLSTM):
+    name = "lstm_gan"
+    Config = LSTMGANConfig
+    description = ("LSTM generator (MLE-pretrained) against an LSTM discriminator: REINFORCE on "
+                   "its logit, or Gumbel-softmax with a non-saturating or Wasserstein loss")
+
+    def build_discriminator(self) -> LSTMDiscriminator:
+        config = self.config
+        return LSTMDiscriminator(len(self.corpus.vocab), config.d_embedding_dim,
+                                 config.d_hidden_dim, config.d_num_layers)
+
+    @property
+    def is_critic(self) -> bool:
+        return self.config.g_loss == "wasserstein"
+
+    def sequence_scores(self, tokens: torch.Tensor) -> torch.Tensor:
+        return LSTMDiscriminator.sequence_logits(self.discriminator(tokens), tokens)
+
+    def discriminator_scores(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.sequence_scores(tokens)
+
+    def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        real_scores, fake_scores = self.sequence_scores(real), self.sequence_scores(fake)
+        if self.is_critic:
+            loss = est.wasserstein_critic_loss(real_scores, fake_scores)
+            # A critic's scores have no fixed threshold: accuracy at the midpoint of the means.
+            middle = 0.5 * (real_scores.mean() + fake_scores.mean())
+            return loss, est.binary_accuracy(real_scores - middle, fake_scores - middle)
+        loss = est.discriminator_bce_loss(real_scores, fake_scores)
+        return loss, est.binary_accuracy(real_scores, fake_scores)
+
+    def after_discriminator_step(self) -> None:
+        if self.is_critic:  # WGAN's Lipschitz constraint by weight clipping
+            with torch.no_grad():
+                for parameter in self.discriminator.parameters():
+                    parameter.clamp_(-self.config.critic_clip, self.config.critic_clip)
+
+    def discriminator_flops(self, num_sequences: int) -> float:
+        return num_sequences * self.width * self.discriminator.flops_per_token()
+
+    def generator_update(self) -> tuple[dict[str, float], int, float]:
+        if self.config.g_loss == "reinforce":
+            return self.reinforce_update()
+        return self.gumbel_update()
+
+    def reinforce_update(self) -> tuple[dict[str, float], int, float]:
+        config = self.config
+        samples = sample_sequences(self.generator, config.batch_size, self.width,
+                                   self.train_rng)
+        mask = samples != PAD
+        self.discriminator.eval()
+        with torch.no_grad():
+            prefix_logits = self.discriminator(samples)
+        self.discriminator.train()
+        if config.dense_rewards:
+            rewards = est.discounted_returns(prefix_logits, mask, config.gamma)
+        else:
+            rewards = LSTMDiscriminator.sequence_logits(prefix_logits, samples)
+        logs = self.policy_gradient_step(samples, rewards)
+        tokens = int(mask.sum())
+        # Sampling (forward), the discriminator's scoring, the update (forward + backward).
+        flops = 4 * tokens * self.generator.flops_per_token() + self.discriminator_flops(
+            len(samples))
+        return logs, tokens, flops
+
+    def gumbel_samples(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(one_hots [B, W, V] with Gumbel-softmax gradients, ids [B, W], logits [B, W, V]).
+
+        As LSTMGenerator.sample: PAD, BOS, UNK never drawn, EOS at the last position, PAD after
+        EOS. Each step reads the previous one-hot through the embedding matrix, so gradients
+        also flow along the sequence."""
+        config, generator = self.config, self.generator
+        batch, vocab = config.batch_size, len(self.corpus.vocab)
+        never = torch.zeros(vocab, dtype=torch.bool, device=self.device)
+        never[list(NEVER_SAMPLED)] = True
+        eos = F.one_hot(torch.tensor(EOS, device=self.device), vocab).float()
+        pad = F.one_hot(torch.tensor(PAD, device=self.device), vocab).float()
+        finished = torch.zeros(batch, dtype=torch.bool, device=self.device)
+        inputs = generator.embedding(torch.full((batch, 1), BOS, device=self.device))
+        state = None
+        one_hots, ids, all_logits = [], [], []
+        generator.train()
+        for position in range(self.width):
+            hidden, state = generator.lstm(inputs, state)
+            logits = generator.output(generator.dropout(hidden[:, 0])).float()
+            logits = logits.masked_fill(never, -float("inf"))
+            if position == self.width - 1:
+                one_hot = eos.expand(batch, vocab)
+                index = torch.full((batch,), EOS, dtype=torch.long, device=self.device)
+            else:
+                one_hot, index = est.gumbel_softmax_straight_through(
+                    logits, config.gumbel_temperature, self.train_rng)
+            one_hot = torch.where(finished.unsqueeze(1), pad, one_hot)
+            index = index.masked_fill(finished, PAD)
+            finished = finished | (index == EOS)
+            one_hots.append(one_hot)
+            ids.append(index)
+            all_logits.append(logits)
+            inputs = (one_hot @ generator.embedding.weight).unsqueeze(1)
+        return torch.stack(one_hots, 1), torch.stack(ids, 1), torch.stack(all_logits, 1)
+
+    def gumbel_update(self) -> tuple[dict[str, float], int, float]:
+        one_hots, ids, logits = self.gumbel_samples()
+        mask = ids != PAD
+        # The discriminator stays in training mode (it has no dropout): cuDNN's LSTM backward
+        # runs only in training mode, and the generator's gradient passes through it.
+        scores = LSTMDiscriminator.sequence_logits(self.discriminator(one_hots), ids)
+        if self.is_critic:
+            loss = est.wasserstein_generator_loss(scores)
+        else:
+            loss = est.nonsaturating_generator_loss(scores)
+        check_finite("generator loss", loss)
+        entropy = est.mean_token_entropy(logits.detach(), mask)
+        self.check_entropy(entropy)
+        self._step(self.g_optimizer, self.generator, loss)
+        tokens = int(mask.sum())
+        vocab = one_hots.shape[-1]
+        # Forward + backward through the generator and the discriminator; the soft inputs are
+        # read through the embedding matrices (a V x E product per position, in both).
+        embedding_reads = 2 * vocab * (self.generator.embedding.embedding_dim
+                                       + self.discriminator.embedding.embedding_dim)
+        flops = 3 * (tokens * self.generator.flops_per_token() + self.discriminator_flops(
+            len(ids)) + len(ids) * self.width * embedding_reads)
+        return ({"train/g_loss": loss.item(), "train/g_entropy": entropy.item(),
+                 "train/reward_mean": scores.mean().item()}, tokens, flops)
+
+
+VARIANT = LSTMGAN

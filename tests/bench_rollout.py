@@ -1,0 +1,124 @@
+"""SeqGAN's generator update with batched rollouts against the prefix-by-prefix loop.
+
+Sizes of SeqGAN's synthetic-oracle experiment (Yu et al. 2017): vocabulary 5,000 (+4 special
+tokens), length 20 (+EOS), generator LSTM 32/32, batch 64, R = 16 completions per prefix, the
+paper's CNN discriminator (1,720 filters of widths 1..20 and a highway layer). One generator
+update = Monte-Carlo rewards of a batch of samples + one REINFORCE step. One torch thread.
+
+    pytest tests/bench_rollout.py -p no:xdist --benchmark-columns=mean,min,max,rounds
+
+The "generation" group scores every completion with a free function, which isolates the
+rollouts themselves (state reuse, batching, sampling) from the discriminator's cost, the same
+in both. Where benchmarks are disabled (under pytest-xdist, or --benchmark-disable) each case
+runs once at toy sizes, so the code stays exercised in the test suite without the minutes.
+"""
+
+import os
+
+import pytest
+import torch
+
+from baselines.primitives import estimators as est
+from baselines.primitives.discriminators import CNNDiscriminator
+from baselines.primitives.lstm import LSTMGenerator
+from baselines.primitives.rollout import (
+    rollout_rewards,
+    rollout_rewards_reference,
+    sample_sequences,
+)
+from baselines.primitives.sequences import targets_to_inputs
+from baselines.seqgan import SEQGAN_FILTER_SIZES, SEQGAN_NUM_FILTERS
+from bench.text import PAD
+
+ORACLE = {"vocab": 5004, "width": 21, "batch": 64, "rollouts": 16, "hidden": 32}
+TOY = {"vocab": 50, "width": 6, "batch": 4, "rollouts": 2, "hidden": 8}
+# The regression check (GANBENCH_BENCH_SIZE=regression) tracks the generation ratio at a size
+# that takes seconds, not minutes: oracle vocabulary and width, a quarter of the batch, R = 4.
+REGRESSION = {"vocab": 5004, "width": 21, "batch": 16, "rollouts": 4, "hidden": 32}
+
+
+class GeneratorUpdate:
+    """A generator, a discriminator and a fixed batch of samples to update on."""
+
+    def __init__(self, sizes, score_with_discriminator: bool):
+        torch.manual_seed(0)
+        self.sizes = sizes
+        self.generator = LSTMGenerator(sizes["vocab"], sizes["hidden"], sizes["hidden"])
+        self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=1e-2)
+        self.discriminator = CNNDiscriminator(sizes["vocab"], 64, SEQGAN_FILTER_SIZES,
+                                              SEQGAN_NUM_FILTERS, dropout=0.25).eval()
+        self.samples = sample_sequences(self.generator, sizes["batch"], sizes["width"],
+                                        torch.Generator().manual_seed(0))
+        self.score = self.probability_real if score_with_discriminator else self.free_score
+
+    @torch.no_grad()
+    def probability_real(self, tokens):
+        return torch.sigmoid(self.discriminator(tokens))
+
+    @staticmethod
+    def free_score(tokens):
+        return tokens[:, 0].float()
+
+    def run(self, batched: bool) -> None:
+        rng = torch.Generator().manual_seed(1)
+        if batched:
+            rewards = rollout_rewards(self.generator, self.samples, self.sizes["rollouts"],
+                                      self.score, rng).rewards
+        else:
+            rewards = rollout_rewards_reference(self.generator, self.samples,
+                                                self.sizes["rollouts"], self.score, rng)
+        mask = self.samples != PAD
+        logits, _ = self.generator(targets_to_inputs(self.samples))
+        log_probs = torch.log_softmax(logits.float(), -1).gather(
+            -1, self.samples.unsqueeze(-1)).squeeze(-1)
+        loss = est.reinforce_loss(log_probs, rewards, mask,
+                                  est.batch_mean_baseline(rewards, mask))
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def bench(benchmark, batched: bool, with_discriminator: bool, rounds: int, pair: str = ""):
+    if benchmark.disabled:
+        sizes = TOY
+    elif os.environ.get("GANBENCH_BENCH_SIZE") == "regression":
+        if not pair:
+            pytest.skip("only the tracked pair runs at regression size")
+        sizes = REGRESSION
+    else:
+        sizes = ORACLE
+    if pair:  # python -m bench.regression tracks ours / reference of this pair
+        benchmark.extra_info.update({"pair": pair, "role": "ours" if batched else "ref"})
+    update = GeneratorUpdate(sizes, with_discriminator)
+    benchmark.pedantic(update.run, args=(batched,), rounds=rounds, iterations=1,
+                       warmup_rounds=0)
+
+
+@pytest.mark.benchmark(group="seqgan generator update (oracle sizes)")
+def test_generator_update_prefix_by_prefix(benchmark):
+    bench(benchmark, batched=False, with_discriminator=True, rounds=2)
+
+
+@pytest.mark.benchmark(group="seqgan generator update (oracle sizes)")
+def test_generator_update_batched(benchmark):
+    bench(benchmark, batched=True, with_discriminator=True, rounds=3)
+
+
+@pytest.mark.benchmark(group="rollout generation only (oracle sizes, free scores)")
+def test_generation_prefix_by_prefix(benchmark):
+    bench(benchmark, batched=False, with_discriminator=False, rounds=1,
+          pair="rollout_generation")
+
+
+@pytest.mark.benchmark(group="rollout generation only (oracle sizes, free scores)")
+def test_generation_batched(benchmark):
+    bench(benchmark, batched=True, with_discriminator=False, rounds=3,
+          pair="rollout_generation")
