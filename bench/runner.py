@@ -23,11 +23,12 @@ from typing import Any
 
 import torch
 
-from bench import records
+from bench import distributed, records
 from bench.budget import Budget, BudgetClock
 from bench.checkpoint import load_state, save_state
 from bench.config import build_config, config_to_dict
 from bench.corpora import Corpus, load_corpus
+from bench.distributed import World
 from bench.errors import Diverged, GanbenchError
 from bench.evaluation import EvalConfig, evaluate_variant
 from bench.registry import get_variant
@@ -116,6 +117,7 @@ class PreparedRun:
     corpus: Corpus
     device: torch.device
     run_dir: Path
+    world: World = field(default_factory=World)  # the data-parallel ranks (bench/distributed.py)
 
 
 def prepare(spec: RunSpec, options: RunOptions, corpus: Corpus | None = None) -> PreparedRun:
@@ -125,7 +127,13 @@ def prepare(spec: RunSpec, options: RunOptions, corpus: Corpus | None = None) ->
     if isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0:
         raise GanbenchError(f"bad seed {spec.seed!r}: use a whole number >= 0")
     eval_config = build_config(EvalConfig, spec.evaluation)
+    world = distributed.requested_world()
+    if world.size > 1 and not getattr(variant_class, "data_parallel", False):
+        raise GanbenchError(f"variant {spec.variant!r} does not train data-parallel; run it in "
+                            f"one process (torchrun started {world.size})")
     device = resolve_device(options.device)
+    if world.size > 1 and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)  # one GPU per rank
     if corpus is None:
         corpus = load_corpus(spec.dataset, options.data_dir)
     if spec.train_subsample:
@@ -134,7 +142,7 @@ def prepare(spec: RunSpec, options: RunOptions, corpus: Corpus | None = None) ->
                           base=variant_class.corpus_defaults(corpus))
     check_writable(options.out_dir)
     return PreparedRun(spec, variant_class, config, eval_config, budget, corpus, device,
-                       options.out_dir / spec.run_name())
+                       options.out_dir / spec.run_name(), world)
 
 
 def _finite_logs(logs: dict[str, float]) -> str | None:
@@ -144,17 +152,43 @@ def _finite_logs(logs: dict[str, float]) -> str | None:
     return None
 
 
+def _cuda_rng(device: torch.device) -> torch.Tensor | None:
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def _shared_state(variant: Variant) -> dict[str, Any]:
+    """The state every data-parallel rank holds the same: all but the per-rank keys."""
+    own = set(getattr(variant, "rank_state_keys", ()))
+    return {k: v for k, v in variant.state_dict().items() if k not in own}
+
+
+def _ranks_agree(variant: Variant) -> bool:
+    """Whether every rank's shared state has the same digest (a collective)."""
+    return len(set(distributed.gather(distributed.state_digest(_shared_state(variant))))) == 1
+
+
 def _save_checkpoint(run: PreparedRun, variant: Variant, clock: BudgetClock) -> None:
-    save_state(run.run_dir / CHECKPOINT_FILE, {
-        "variant": variant.state_dict(),
+    """Written by rank 0; with several ranks a collective (they all checkpoint the same step),
+    because rank 0's file also keeps every rank's own random streams."""
+    variant_state = variant.state_dict()
+    state = {
+        "variant": variant_state,
         "clock": {"seconds": clock.elapsed(), "steps": clock.steps, "flops": clock.flops,
                   "tokens": clock.tokens},
         "torch_rng": torch.get_rng_state(),
-        "cuda_rng": (torch.cuda.get_rng_state(run.device) if run.device.type == "cuda"
-                     else None),
+        "cuda_rng": _cuda_rng(run.device),
         "config": config_to_dict(run.config),
         "spec": dataclasses.asdict(run.spec),
-    })
+    }
+    if run.world.size > 1:
+        own_keys = getattr(variant, "rank_state_keys", ())
+        state["world_size"] = run.world.size
+        state["ranks"] = distributed.gather({
+            "variant": {k: variant_state[k] for k in own_keys},
+            "torch_rng": state["torch_rng"], "cuda_rng": state["cuda_rng"]})
+        if not run.world.is_main:
+            return
+    save_state(run.run_dir / CHECKPOINT_FILE, state)
 
 
 def _truncate_log(path: Path, last_step: int) -> None:
@@ -166,6 +200,15 @@ def _truncate_log(path: Path, last_step: int) -> None:
     records.write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
+def _decide(world: World, clock: BudgetClock, checkpoint_due: bool) -> tuple[bool, float, bool]:
+    """(budget exhausted, progress, checkpoint now): rank 0's clock decides for every rank, so
+    that all ranks take the same phases, checkpoint together and stop at the same step."""
+    decision = [float(clock.exhausted()), clock.progress(), float(checkpoint_due)]
+    if world.size > 1:
+        decision = distributed.broadcast_from_main(decision)
+    return bool(decision[0]), decision[1], bool(decision[2])
+
+
 def _progress_bar(run: PreparedRun, quiet: bool):
     from tqdm.auto import tqdm
 
@@ -175,15 +218,26 @@ def _progress_bar(run: PreparedRun, quiet: bool):
 
 
 def execute(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
-    """Train, evaluate and write the record; returns the record (status ok/diverged/failed)."""
-    run.run_dir.mkdir(parents=True, exist_ok=True)
+    """Train, evaluate and write the record; returns the record (status ok/diverged/failed).
+
+    Under torchrun (bench/distributed.py) every rank trains; rank 0 alone writes files and
+    evaluates, the other ranks return a record without metrics after training.
+    """
+    world = run.world
+    main = world.is_main
     record_path = run.run_dir / records.RECORD_FILE
     checkpoint_path = run.run_dir / CHECKPOINT_FILE
-    # A stale record must not read as this run's result if this run dies.
-    record_path.unlink(missing_ok=True)
+    if main:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        # A stale record must not read as this run's result if this run dies.
+        record_path.unlink(missing_ok=True)
+    distributed.join(world, run.device)
 
     torch.manual_seed(run.spec.seed)
     variant = run.variant_class(run.config, run.corpus, run.device, run.spec.seed)
+    if world.size > 1:
+        # Weights are the same on every rank; dropout masks must not be.
+        torch.manual_seed(distributed.rank_seed(run.spec.seed, world.rank))
     clock = BudgetClock(run.budget, run.device)
     resumed_from = None
     if options.resume and checkpoint_path.exists():
@@ -191,39 +245,61 @@ def execute(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
         if state.get("config") != config_to_dict(run.config):
             raise GanbenchError(f"{checkpoint_path}: written with another config; "
                                 "delete it or use --no-resume")
-        variant.load_state_dict(state["variant"])
+        written_by = int(state.get("world_size", 1))
+        if written_by != world.size:
+            raise GanbenchError(f"{checkpoint_path}: written by {written_by} process(es), not "
+                                f"{world.size}; resume with as many or use --no-resume")
+        variant_state, random_state = state["variant"], state
+        if world.size > 1:
+            random_state = state["ranks"][world.rank]
+            variant_state = {**variant_state, **random_state["variant"]}
+        variant.load_state_dict(variant_state)
         clock = BudgetClock(run.budget, run.device, **state["clock"])
-        torch.set_rng_state(state["torch_rng"])
-        if state.get("cuda_rng") is not None and run.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"], run.device)
+        torch.set_rng_state(random_state["torch_rng"])
+        if random_state.get("cuda_rng") is not None and run.device.type == "cuda":
+            torch.cuda.set_rng_state(random_state["cuda_rng"], run.device)
         resumed_from = clock.steps
-        _truncate_log(run.run_dir / TRAIN_LOG_FILE, clock.steps)
-    elif not options.resume:
+        if main:
+            _truncate_log(run.run_dir / TRAIN_LOG_FILE, clock.steps)
+    elif not options.resume and main:
         checkpoint_path.unlink(missing_ok=True)
         (run.run_dir / TRAIN_LOG_FILE).unlink(missing_ok=True)
+    if world.size > 1 and not _ranks_agree(variant):
+        raise GanbenchError("the data-parallel ranks built different variants (weights, "
+                            "tokenizers or samplers differ); is the corpus the same on all?")
 
     status, reason, failed_step = "ok", None, None
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    bar = _progress_bar(run, options.quiet)
+    bar = _progress_bar(run, options.quiet or not main)
     last_checkpoint = time.monotonic()
     last_logs: dict[str, float] = {}
-    log_handle = (run.run_dir / TRAIN_LOG_FILE).open("a", encoding="utf-8")
+    log_path = run.run_dir / TRAIN_LOG_FILE if main else Path(os.devnull)
+    log_handle = log_path.open("a", encoding="utf-8")
     try:
         clock.start()
-        while not clock.exhausted():
-            report = variant.train_step(clock.progress())
-            clock.record_step(report.tokens, report.flops)
-            last_logs = report.logs
+        stop, progress, _ = _decide(world, clock, checkpoint_due=False)
+        while not stop:
+            report = variant.train_step(progress)
             bad = _finite_logs(report.logs)
+            tokens, flops, ranks_bad = report.tokens, report.flops, float(bad is not None)
+            if world.size > 1:
+                # The budget counts the work of all ranks.
+                tokens, flops, ranks_bad = distributed.sum_over_ranks([tokens, flops, ranks_bad])
+            clock.record_step(int(tokens), flops)
+            last_logs = report.logs
             if bad:
                 raise Diverged(bad)
-            if clock.steps % options.log_every == 0 or clock.steps == 1:
+            if ranks_bad:
+                raise Diverged("a training log is not finite on another data-parallel rank")
+            if main and (clock.steps % options.log_every == 0 or clock.steps == 1):
                 log_handle.write(json.dumps({"step": clock.steps, "seconds": clock.elapsed(),
                                              "progress": clock.progress(), **report.logs}) + "\n")
             bar.n = round(100 * clock.progress())
             bar.set_postfix_str(f"step {clock.steps}", refresh=False)
             bar.update(0)
-            if time.monotonic() - last_checkpoint >= options.checkpoint_every_s:
+            checkpoint_due = time.monotonic() - last_checkpoint >= options.checkpoint_every_s
+            stop, progress, checkpoint_due = _decide(world, clock, checkpoint_due)
+            if checkpoint_due:
                 clock.pause()
                 log_handle.flush()
                 _save_checkpoint(run, variant, clock)
@@ -238,11 +314,26 @@ def execute(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
     except Exception as err:  # a bug or resource error: recorded, the suite goes on
         clock.pause()
         status, reason, failed_step = "failed", f"{type(err).__name__}: {err}", clock.steps
-        (run.run_dir / "error.txt").write_text(traceback.format_exc())
+        error_file = "error.txt" if main else f"error_rank{world.rank}.txt"
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        (run.run_dir / error_file).write_text(traceback.format_exc())
     finally:
         bar.close()
         log_handle.close()
     train_seconds = clock.elapsed()
+
+    ranks_in_sync = None
+    if world.size > 1:
+        # After a failure the ranks are at different collectives: only the others' exits (and
+        # torchrun stopping the rest) can end them, so no more collectives then.
+        if status != "failed":
+            ranks_in_sync = _ranks_agree(variant)
+            if not ranks_in_sync and status == "ok":
+                status, reason = "failed", "the data-parallel ranks ended with different states"
+        distributed.leave()
+        if not main:
+            return {"status": status, "rank": world.rank, "reason": reason,
+                    "failed_at_step": failed_step, "budget": clock.summary(), "metrics": {}}
 
     metrics: dict[str, Any] = {}
     curve: list = []
@@ -285,7 +376,8 @@ def execute(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
         "evaluation": config_to_dict(run.eval_config),
         "timings": {"train_seconds": train_seconds, "eval_seconds": eval_seconds,
                     **eval_timings},
-        "environment": records.environment(run.device),
+        "environment": {**records.environment(run.device), "world_size": world.size,
+                        **({"ranks_in_sync": ranks_in_sync} if world.size > 1 else {})},
         "started_at": started_at,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "samples": samples,
