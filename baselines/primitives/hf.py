@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,14 +114,29 @@ def train_wordpiece_tokenizer(texts: Sequence[str], vocab_size: int,
                               min_frequency: int = 2) -> PreTrainedTokenizerFast:
     """BERT's WordPiece with [CLS] ... [SEP] added to every sentence, case kept (the corpus's
     own: coco is lower-cased, news is not); CJK characters are split one per token."""
-    backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    backend.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
+    normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
+    splitter = pre_tokenizers.BertPreTokenizer()
+    # A deterministic WordPiece vocabulary: every character (alone and as a "##" continuation,
+    # so that any word can be spelt), then whole words by frequency (ties by the word). The
+    # tokenizers library's WordPieceTrainer breaks ties in hash-map order, which differs from
+    # process to process, so runs and resumed runs would not share a vocabulary.
+    word_counts: Counter = Counter()
+    for text in texts:
+        word_counts.update(w for w, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
+    characters = sorted({c for word in word_counts for c in word})
+    vocab_tokens = list(BERT_SPECIAL_TOKENS) + characters + ["##" + c for c in characters]
+    known = set(vocab_tokens)
+    for word, count in sorted(word_counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        if len(vocab_tokens) >= vocab_size or count < min_frequency:
+            break
+        if word not in known:
+            vocab_tokens.append(word)
+            known.add(word)
+    vocab = {token: index for index, token in enumerate(vocab_tokens)}
+    backend = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    backend.normalizer = normalizer
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                        special_tokens=list(BERT_SPECIAL_TOKENS),
-                                        show_progress=False)
-    backend.train_from_iterator(texts, trainer)
     backend.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[(t, backend.token_to_id(t)) for t in ("[CLS]", "[SEP]")])
