@@ -31,6 +31,9 @@ class EvalConfig:
     disc_acc: bool = field(True, "train the fresh held-out classifier (disc_acc)")
     disc_acc_encoder: str = field("cnn", "disc_acc classifier: cnn, or minilm when installed")
     reference_metrics: bool = field(True, "also sacrebleu and ROUGE-L against the test split")
+    embedding_metrics: bool = field(False, "also Frechet distance (and MAUVE when mauve-text "
+                                           "is installed) on MiniLM embeddings; needs the "
+                                           "minilm extra")
 
     def validate(self) -> None:
         if self.num_samples < 2:
@@ -124,6 +127,14 @@ def evaluate_variant(variant: Variant, corpus: Corpus, settings: EvalConfig, see
                           settings=DiscAccSettings(encoder=settings.disc_acc_encoder))
         metrics.update(result)
         timings["disc_acc_seconds"] = time.perf_counter() - started
+
+    if settings.embedding_metrics:
+        from bench.metrics.embeddings import embedding_metrics
+
+        note("MiniLM embeddings")
+        started = time.perf_counter()
+        metrics.update(embedding_metrics(samples, corpus.test_text(), seed=seed))
+        timings["embedding_metrics_seconds"] = time.perf_counter() - started
 
     curve = []
     started = time.perf_counter()

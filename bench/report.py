@@ -27,6 +27,7 @@ METRIC_COLUMNS: dict[str, int] = {
     "sacrebleu": 1, "rouge_l": 1,
     **{f"distinct_{n}": 1 for n in range(1, 5)},
     "copy_rate": -1,
+    "frechet_minilm": -1, "mauve": 1,
     "train_tokens_per_s": 0, "sample_tokens_per_s": 0,
 }
 GROUP_KEYS = ["dataset", "variant", "budget"]

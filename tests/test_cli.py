@@ -138,3 +138,26 @@ def test_list_shows_variants_fields_and_corpora(capsys):
     code, out, _ = run_cli(["list"], capsys)
     assert code == 0
     assert "mle_lstm" in out and "hidden_dim" in out and "chinese_poems" in out
+
+
+def test_score_any_samples_file_as_json(tmp_path, capsys, data_dir, coco):
+    samples = tmp_path / "samples.txt"
+    samples.write_text("\n".join(coco.train_text()[:40]) + "\n")
+    code, out, err = run_cli(["score", "--samples", str(samples), "--dataset", "coco",
+                              "--data-dir", str(data_dir)], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    from bench.metrics.bleu import bleu
+
+    expected = bleu(coco.train[:40], coco.test, orders=(5,))[5].mean()
+    assert abs(result["bleu_5"] - expected) < 1e-12
+    assert result["copy_rate"] == 1.0  # training sentences, scored as samples
+    for name in ("self_bleu_2", "sacrebleu", "sacrebleu_signature", "rouge_l", "distinct_4"):
+        assert name in result
+    refs = tmp_path / "refs.txt"
+    refs.write_text("\n".join(coco.test_text()[:100]) + "\n")
+    code, out, _ = run_cli(["score", "--samples", str(samples), "--refs", str(refs)], capsys)
+    assert code == 0 and json.loads(out)["references"] == 100
+    code, _, err = run_cli(["score", "--samples", str(tmp_path / "missing.txt"), "--refs",
+                            str(refs)], capsys)
+    assert code == 2 and err.startswith("ganbench: error:")
