@@ -115,7 +115,9 @@ def run_benchmarks(json_path: Path, paths: list[str]) -> dict[str, Any]:
     command = [sys.executable, "-m", "pytest", *existing, "-q", "-p", "no:xdist",
                "-p", "no:cacheprovider", "--benchmark-only", "--benchmark-min-rounds=5",
                f"--benchmark-json={json_path}", "-m", "not slow"]
-    env = {**os.environ, "GANBENCH_BENCH_SIZE": "regression"}
+    # A parent pytest-xdist worker's variables would make pytest-benchmark disable timing.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    env["GANBENCH_BENCH_SIZE"] = "regression"
     result = subprocess.run(command, env=env)
     if result.returncode not in (0, 5):
         raise GanbenchError(f"benchmarks failed (exit {result.returncode})")
