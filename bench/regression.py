@@ -36,9 +36,11 @@ METRIC_TOLERANCES = {
     "bleu_": 0.01, "self_bleu_": 0.01, "nll_test": 0.02, "nll_test_per_word": 0.02,
     "nll_oracle": 0.05, "distinct_": 0.01, "copy_rate": 0.01, "disc_acc": 0.05,
 }
-# A hot path may be at most this much slower, relative to its same-run reference, than stored.
+# A hot path may be at most this much slower, relative to its same-run reference, than stored:
+# timings of milliseconds on a shared 2-core machine move by up to ~1.5x between runs, a real
+# regression (a lost vectorisation, a per-sentence loop) by far more.
 # Benchmarks name their pair with extra_info {"pair": P, "role": "ours" | "ref"}.
-SPEED_THRESHOLD = 1.5
+SPEED_THRESHOLD = 2.0
 
 
 def tolerance_for(metric: str) -> float | None:
