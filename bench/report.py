@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +168,9 @@ def write_report(directory: Path, out: Path | None = None, plots: bool = True) -
 def render_html(shown: pd.DataFrame, records: list[dict[str, Any]], figures: list[Path],
                 out: Path) -> str:
     """One self-contained page: the table, the plots, and a few samples per run (escaped)."""
-    table_html = shown.to_html(index=False, escape=True).replace("**", "")
+    # Best values, bold in Markdown, become <b> here (the cells themselves are escaped).
+    table_html = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>",
+                        shown.to_html(index=False, escape=True))
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>GANBench report</title>",
              "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
              "font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px}img{max-width:48%;"
