@@ -37,10 +37,11 @@ METRIC_TOLERANCES = {
     "nll_oracle": 0.05, "distinct_": 0.01, "copy_rate": 0.01, "disc_acc": 0.05,
 }
 # A hot path may be at most this much slower, relative to its same-run reference, than stored:
-# timings of milliseconds on a shared 2-core machine move by up to ~1.5x between runs, a real
+# timings of milliseconds on a shared 2-core machine move by up to ~2x between runs (more when
+# the baseline was taken on a busy machine), a real
 # regression (a lost vectorisation, a per-sentence loop) by far more.
 # Benchmarks name their pair with extra_info {"pair": P, "role": "ours" | "ref"}.
-SPEED_THRESHOLD = 2.0
+SPEED_THRESHOLD = 3.0
 
 
 def tolerance_for(metric: str) -> float | None:
@@ -83,12 +84,15 @@ def compare_metrics(current: dict[str, dict[str, float]], baseline: dict[str, di
 
 
 def speed_ratios(benchmark_json: dict[str, Any]) -> dict[str, float]:
-    """pair -> median time of ours / median time of the reference, from one benchmark run."""
+    """pair -> fastest round of ours / fastest round of the reference, from one benchmark run.
+
+    The minimum, not the median: on a shared machine other work only ever adds time, so the
+    fastest round is the best estimate of the code's own cost (and the least noisy ratio)."""
     by_pair: dict[str, dict[str, float]] = {}
     for bench in benchmark_json.get("benchmarks", []):
         info = bench.get("extra_info") or {}
         if "pair" in info and info.get("role") in ("ours", "ref"):
-            by_pair.setdefault(info["pair"], {})[info["role"]] = bench["stats"]["median"]
+            by_pair.setdefault(info["pair"], {})[info["role"]] = bench["stats"]["min"]
     return {pair: roles["ours"] / roles["ref"] for pair, roles in sorted(by_pair.items())
             if "ours" in roles and "ref" in roles}
 
@@ -147,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                         default=["tests/bench_bleu.py", "tests/bench_hot_paths.py",
                                  "tests/bench_rollout.py"],
                         help="pytest-benchmark files to time")
+    parser.add_argument("--speed-threshold", type=float, default=SPEED_THRESHOLD,
+                        help=f"allowed slow-down of a speed ratio (default x{SPEED_THRESHOLD})")
     parser.add_argument("--baseline-dir", type=Path, default=BASELINE_DIR,
                         help=f"where the stored baselines live (default {BASELINE_DIR})")
     args = parser.parse_args(argv)
@@ -171,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                     write_json_atomic(args.baseline_dir / SPEED_BASELINE, ratios)
                 else:
                     problems += compare_speed(
-                        ratios, load_baseline(args.baseline_dir / SPEED_BASELINE))
+                        ratios, load_baseline(args.baseline_dir / SPEED_BASELINE),
+                        args.speed_threshold)
     except GanbenchError as err:
         print(f"regression: error: {err}", file=sys.stderr)
         return 2
