@@ -87,6 +87,10 @@ def write_plots(records: list[dict[str, Any]], out: Path) -> list[Path]:
             plt.close(fig)
             written.append(path)
 
+        path = _metric_bars(plt, runs, dataset, plot_dir)
+        if path is not None:
+            written.append(path)
+
         from bench.report import load_train_log
 
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -113,3 +117,31 @@ def write_plots(records: list[dict[str, Any]], out: Path) -> list[Path]:
             written.append(path)
         plt.close(fig)
     return written
+
+
+def _metric_bars(plt, runs: list[dict[str, Any]], dataset: str, plot_dir: Path) -> Path | None:
+    """nll_test, BLEU-5, Self-BLEU-5 and disc_acc per row: mean with its 95% interval."""
+    from bench.report import records_frame, summary_table
+
+    table = summary_table(records_frame(runs))
+    metrics = [m for m in ("nll_test", "bleu_5", "self_bleu_5", "disc_acc")
+               if m in table and table[m].notna().any()]
+    if not metrics or len(table) < 2:
+        return None
+    labels = [f"{v} {b}" for v, b in zip(table["variant"], table["budget"])]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.5 * len(labels) + 2),
+                             squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        means = table[metric]
+        errors = (table[f"{metric}_high"] - table[f"{metric}_low"]).fillna(0) / 2
+        ax.barh(range(len(labels)), means, xerr=errors, color="#1f77b4", alpha=0.8)
+        ax.set_yticks(range(len(labels)))
+        ax.set_yticklabels(labels if ax is axes[0][0] else [], fontsize=7)
+        ax.set_title(metric)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"{dataset}: mean and 95% interval over seeds")
+    fig.tight_layout()
+    path = plot_dir / f"metrics_{dataset}.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
