@@ -211,6 +211,8 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
             tokens += g_tokens
             flops += g_flops
         for _ in range(self.config.d_steps):
+            if self.budget_spent():
+                break  # the round is cut short where the budget ends; the harness stops next
             report = self.discriminator_round()
             logs.update(report.logs)
             tokens += report.tokens

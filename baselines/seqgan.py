@@ -151,7 +151,7 @@ class SeqGAN(AdversarialLSTM):
         self.discriminator.eval()  # no dropout in the rewards, as the SeqGAN code
         rollout = rollout_rewards(rollout_generator, samples, config.num_rollouts,
                                   self.probability_real, self.train_rng,
-                                  config.rollout_max_rows)
+                                  config.rollout_max_rows, should_stop=self.budget_spent)
         self.discriminator.train()
         logs = self.policy_gradient_step(samples, rollout.rewards)
         self.update_rollout_network()

@@ -22,7 +22,7 @@ import torch
 
 from bench.config import build_config, config_to_dict, field, parse_assignments
 from bench.corpora import Corpus
-from bench.errors import GanbenchError
+from bench.errors import GanbenchError, StepAbandoned
 from bench.registry import get_variant
 from bench.variant import NLLResult, StepReport, Variant
 
@@ -92,6 +92,8 @@ class SyntheticAugmentation(Variant):
         super().__init__(config, corpus, device, seed)
         self.source = build_sub_variant(config.source, config.source_set, corpus, self.device,
                                         seed)
+        # The source's budget is this run's first share: its long steps stop where that ends.
+        self.source.progress_now = lambda: self.progress_now() / config.source_share
         # Validate the target's config now, not after the source has used half the budget.
         target_class = get_variant(config.target)
         build_config(target_class.Config, _overrides(config.target_set),
@@ -126,7 +128,12 @@ class SyntheticAugmentation(Variant):
     def train_step(self, progress: float) -> StepReport:
         share = self.config.source_share
         if self.phase == PHASE_SOURCE and progress < share:
-            report = self.source.train_step(progress / share)
+            try:
+                report = self.source.train_step(progress / share)
+            except StepAbandoned:  # the source's share ran out inside its step: go on to (b)
+                self.phase = PHASE_SAMPLE
+                return StepReport(tokens=0, logs={
+                    "train/phase_augmentation": float(PHASE_SOURCE)})
             report.logs = {**report.logs, "train/phase_augmentation": float(PHASE_SOURCE)}
             return report
         if self.phase == PHASE_SOURCE:

@@ -11,3 +11,9 @@ class Diverged(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class StepAbandoned(Exception):
+    """Raised inside a training step when the budget ran out part-way through it (variants
+    whose steps are long check ``Variant.budget_spent``): the harness drops the unfinished step
+    and ends training; the time it took stays counted as spent."""

@@ -29,7 +29,7 @@ from bench.checkpoint import load_state, save_state
 from bench.config import build_config, config_to_dict
 from bench.corpora import Corpus, load_corpus
 from bench.distributed import World
-from bench.errors import Diverged, GanbenchError
+from bench.errors import Diverged, GanbenchError, StepAbandoned
 from bench.evaluation import EvalConfig, evaluate_variant
 from bench.registry import get_variant
 from bench.variant import Variant
@@ -278,8 +278,15 @@ def execute(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
     try:
         clock.start()
         stop, progress, _ = _decide(world, clock, checkpoint_due=False)
+        if world.size == 1:
+            # Long steps check the clock from inside (Variant.budget_spent). Data-parallel ranks
+            # must stop at the same step, so they keep to the between-steps decision alone.
+            variant.progress_now = clock.progress
         while not stop:
-            report = variant.train_step(progress)
+            try:
+                report = variant.train_step(progress)
+            except StepAbandoned:
+                break  # the budget ran out inside the step; its partial work is dropped
             bad = _finite_logs(report.logs)
             tokens, flops, ranks_bad = report.tokens, report.flops, float(bad is not None)
             if world.size > 1:

@@ -57,6 +57,17 @@ class Variant(abc.ABC):
         self.device = torch.device(device)
         self.seed = seed
 
+    def progress_now(self) -> float:
+        """The share of the budget spent right now. The harness replaces this with its clock's
+        reading while training; this default (never spent) serves variants used standalone."""
+        return 0.0
+
+    def budget_spent(self) -> bool:
+        """For variants whose steps are long (SeqGAN's rollouts: tens of seconds on news): check
+        this inside a step and raise bench.errors.StepAbandoned (before any weight changes) or
+        cut the step short, so that a seconds budget holds even then."""
+        return self.progress_now() >= 1.0
+
     @classmethod
     def corpus_defaults(cls, corpus: Corpus) -> dict[str, Any]:
         """Config values that differ by corpus (e.g. the oracle's literature sizes)."""

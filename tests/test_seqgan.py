@@ -10,7 +10,7 @@ import torch
 
 from bench.checkpoint import load_state, save_state
 from bench.config import build_config
-from bench.errors import Diverged, GanbenchError
+from bench.errors import Diverged, GanbenchError, StepAbandoned
 from bench.text import PAD
 
 TINY = {"embedding_dim": 16, "hidden_dim": 16, "batch_size": 8, "num_rollouts": 2,
@@ -214,3 +214,48 @@ def test_realness_scores_are_the_discriminators(tiny_corpus):
         expected = torch.sigmoid(variant.discriminator(variant.train_data.targets[:3]))
     assert len(scores) == 4 and all(0 < s < 1 for s in scores)
     assert scores[:3] == pytest.approx(expected.tolist(), abs=1e-6)
+
+
+def test_a_budget_spent_inside_the_rollouts_abandons_the_step(tiny_corpus):
+    # 40 rows = one sentence's 20 prefixes x 2 rollouts: 8 chunks, asked about before each.
+    variant = make(tiny_corpus, mle_fraction=0.0, disc_pretrain_fraction=0.0,
+                   rollout_max_rows=40)
+    asked = []
+
+    def spent_after_two_readings():  # the clock runs out while the rollouts are under way
+        asked.append(1)
+        return 1.0 if len(asked) > 2 else 0.5
+
+    variant.progress_now = spent_after_two_readings
+    generator, discriminator = snapshot(variant.generator), snapshot(variant.discriminator)
+    with pytest.raises(StepAbandoned):
+        variant.train_step(0.5)
+    assert len(asked) == 3  # the rollouts asked before each chunk and stopped at once
+    assert not changed(generator, variant.generator)  # nothing half-applied
+    assert not changed(discriminator, variant.discriminator)
+    variant.progress_now = lambda: 0.5
+    report = variant.train_step(0.5)  # with time left, the same step completes
+    assert report.logs["train/rollout_tokens"] > 0
+
+
+def test_a_seconds_budget_holds_when_one_update_would_overrun_it(tmp_path, tiny_text_dir,
+                                                                 capsys):
+    from bench.cli import main
+
+    # 256 completions of every prefix of 64 sentences: one generator update takes several
+    # seconds, in 64 chunks of one sentence (about 0.1 s each).
+    slow = {**TINY, "num_rollouts": 256, "rollout_max_rows": 2560, "batch_size": 64}
+    sets = [arg for name, value in slow.items() for arg in ("--set", f"{name}={value}")]
+    code = main(["run", "--variant", "seqgan", "--dataset", str(tiny_text_dir),
+                 "--budget", "2s", "--out", str(tmp_path), "--quiet", *sets,
+                 "--set", "mle_fraction=0.1", "--set", "disc_pretrain_fraction=0.1",
+                 "--eval", "num_samples=20", "--eval", "curve_samples=10",
+                 "--eval", "temperatures=1.0", "--eval", "disc_acc=false",
+                 "--eval", "reference_metrics=false"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    with open(json.loads(captured.out)["record"]) as handle:
+        record = json.load(handle)
+    assert record["status"] == "ok"
+    # Within 2% plus about one rollout chunk, not plus a whole update.
+    assert 2.0 <= record["budget"]["seconds"] <= 2.0 * 1.02 + 0.5

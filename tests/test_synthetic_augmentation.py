@@ -127,3 +127,24 @@ def test_every_augmentation_comparison_has_a_real_only_control():
     for run in augmented:
         target = run.overrides.get("target", "mle_lstm")
         assert (target, run.dataset, run.budget, run.seed, run.train_subsample) in controls
+
+
+def test_a_source_step_cut_by_its_share_moves_on_to_sampling(tiny_corpus):
+    source_set = ("embedding_dim=8;hidden_dim=8;batch_size=8;num_rollouts=2;d_embedding_dim=8;"
+                  "d_filter_sizes=2;d_num_filters=4;mle_fraction=0.5;"
+                  "disc_pretrain_fraction=0.1;rollout_max_rows=40")
+    config = build_config(SyntheticAugmentationConfig, {
+        "source": "seqgan", "target": "mle_lstm", "source_share": 0.5, "synthetic_ratio": 0.1,
+        "source_set": source_set, "target_set": TINY})
+    variant = SyntheticAugmentation(config, tiny_corpus, torch.device("cpu"), seed=0)
+    variant.progress_now = lambda: 0.5  # the source's share is spent: its clock reads 1.0
+    assert variant.source.budget_spent()
+    before = {k: v.clone() for k, v in variant.source.generator.state_dict().items()}
+    # Progress 0.45 puts the source (at 0.9 of its share) in an adversarial round, whose
+    # rollouts find the share spent: the step is dropped and the run goes on to sampling.
+    report = variant.train_step(0.45)
+    assert report.tokens == 0 and report.logs["train/phase_augmentation"] == PHASE_SOURCE
+    assert variant.phase == PHASE_SAMPLE
+    after = variant.source.generator.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert variant.train_step(0.46).logs["train/phase_augmentation"] == PHASE_SAMPLE

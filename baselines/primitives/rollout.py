@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from baselines.primitives.estimators import monte_carlo_rewards
 from baselines.primitives.lstm import LSTMGenerator
+from bench.errors import StepAbandoned
 from bench.text import BOS, EOS, PAD, UNK
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]  # token ids [N, W] -> scores [N]
@@ -207,10 +208,14 @@ def score_in_chunks(score_fn: ScoreFn, tokens: torch.Tensor, chunk: int) -> torc
 @torch.no_grad()
 def rollout_rewards(generator: LSTMGenerator, sequences: torch.Tensor, num_rollouts: int,
                     score_fn: ScoreFn, rng: torch.Generator | None = None,
-                    max_rows: int = 1024) -> RolloutResult:
+                    max_rows: int = 1024, should_stop: Callable[[], bool] | None = None
+                    ) -> RolloutResult:
     """SeqGAN's per-token rewards [B, W] of sequences [B, W] (target layout: tokens, EOS, PAD),
     from ``num_rollouts`` completions of every prefix drawn from ``generator`` and scored by
-    ``score_fn`` (token ids [N, W] -> [N]); batched as the module docstring says."""
+    ``score_fn`` (token ids [N, W] -> [N]); batched as the module docstring says.
+
+    ``should_stop`` is asked before every chunk: when it says yes, StepAbandoned is raised (a
+    rollout on long sentences can take longer than a whole seconds budget)."""
     was_training = generator.training
     generator.eval()
     batch, width = sequences.shape
@@ -224,6 +229,9 @@ def rollout_rewards(generator: LSTMGenerator, sequences: torch.Tensor, num_rollo
     sentences_per_chunk = max(1, max_rows // max(1, (width - 1) * num_rollouts))
     completion_tokens = num_completions = 0
     for first in range(0, batch, sentences_per_chunk):
+        if should_stop is not None and should_stop():
+            generator.train(was_training)
+            raise StepAbandoned("the budget ran out during the rollouts")
         chunk_unfinished = unfinished[first : first + sentences_per_chunk]
         # (prefix index, sentence) pairs ordered by prefix index: rows join in that order.
         prefix_index, sentence = torch.nonzero(chunk_unfinished.t(), as_tuple=True)
