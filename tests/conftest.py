@@ -59,3 +59,27 @@ def tiny_text_dir(tmp_path, coco) -> Path:
     (folder / "train.txt").write_text("\n".join(coco.train_text()[:300]) + "\n")
     (folder / "test.txt").write_text("\n".join(coco.test_text()[:200]) + "\n")
     return folder
+
+
+@pytest.fixture
+def run_record(capsys):
+    """Runs `ganbench run` in-process with a quick evaluation (no disc_acc, no reference
+    metrics) and returns its record; the run must exit 0."""
+
+    def run(variant: str, dataset, budget: str, out, settings: dict, num_samples: int = 40
+            ) -> dict:
+        import json
+
+        from bench.cli import main
+
+        sets = [arg for name, value in settings.items() for arg in ("--set", f"{name}={value}")]
+        code = main(["run", "--variant", variant, "--dataset", str(dataset), "--budget", budget,
+                     "--out", str(out), "--quiet", *sets,
+                     "--eval", f"num_samples={num_samples}", "--eval", "curve_samples=20",
+                     "--eval", "temperatures=1.0", "--eval", "disc_acc=false",
+                     "--eval", "reference_metrics=false"])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        return json.loads(Path(json.loads(captured.out)["record"]).read_text())
+
+    return run

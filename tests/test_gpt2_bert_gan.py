@@ -1,9 +1,7 @@
 """gpt2_bert_gan: the policy-gradient pieces against hand-worked numbers, the phases end to end
 with tiny models, the reward reaching the generator's update, checkpoints, and the real CLI."""
 
-import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -230,19 +228,9 @@ def test_config_is_validated():
     assert build_config(GPT2BertGAN.Config, {"kl_coef": 0}).kl_coef == 0
 
 
-def test_run_through_the_real_cli(tmp_path, tiny_text_dir, capsys):
-    from bench.cli import main
-
-    sets = [arg for name, value in TINY.items() for arg in ("--set", f"{name}={value}")]
-    code = main(["run", "--variant", "gpt2_bert_gan", "--dataset", str(tiny_text_dir),
-                 "--budget", "8steps", "--out", str(tmp_path), "--quiet", *sets,
-                 "--set", "mle_fraction=0.5", "--set", "d_warmup_fraction=0.125",
-                 "--eval", "num_samples=40", "--eval", "curve_samples=20",
-                 "--eval", "temperatures=1.0", "--eval", "disc_acc=false",
-                 "--eval", "reference_metrics=false"])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    record = json.loads(Path(json.loads(captured.out)["record"]).read_text())
+def test_run_through_the_real_cli(tmp_path, tiny_text_dir, run_record):
+    record = run_record("gpt2_bert_gan", tiny_text_dir, "8steps", tmp_path,
+                        {**TINY, "mle_fraction": 0.5, "d_warmup_fraction": 0.125})
     assert record["status"] == "ok" and record["budget"]["steps"] == 8
     metrics = record["metrics"]
     assert metrics["nll_test"] > 0 and metrics["nll_test_per_word"] > metrics["nll_test"] * 0.5

@@ -171,21 +171,10 @@ def test_config_is_validated():
 
 
 @pytest.mark.parametrize("g_loss", ["reinforce", "nonsaturating"])
-def test_run_through_the_real_cli(tmp_path, tiny_text_dir, capsys, g_loss):
-    from bench.cli import main
-
-    sets = [arg for name, value in TINY.items() for arg in ("--set", f"{name}={value}")]
-    code = main(["run", "--variant", "lstm_gan", "--dataset", str(tiny_text_dir),
-                 "--budget", "6steps", "--out", str(tmp_path), "--quiet", *sets,
-                 "--set", f"g_loss={g_loss}",
-                 "--set", "mle_fraction=0.5", "--set", "disc_pretrain_fraction=0.2",
-                 "--eval", "num_samples=40", "--eval", "curve_samples=20",
-                 "--eval", "temperatures=1.0", "--eval", "disc_acc=false",
-                 "--eval", "reference_metrics=false"])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    with open(json.loads(captured.out)["record"]) as handle:
-        record = json.load(handle)
+def test_run_through_the_real_cli(tmp_path, tiny_text_dir, run_record, g_loss):
+    record = run_record("lstm_gan", tiny_text_dir, "6steps", tmp_path,
+                        {**TINY, "g_loss": g_loss, "mle_fraction": 0.5,
+                         "disc_pretrain_fraction": 0.2})
     assert record["status"] == "ok" and record["budget"]["steps"] == 6
     assert record["last_train_logs"]["train/phase"] == 2.0
     assert record["metrics"]["nll_test"] > 0 and len(record["samples"]) == 40

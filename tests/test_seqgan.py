@@ -150,20 +150,9 @@ def test_oracle_defaults_are_the_papers():
     assert defaults == {"embedding_dim": 32, "hidden_dim": 32}
 
 
-def test_run_through_the_real_cli(tmp_path, tiny_text_dir, capsys):
-    from bench.cli import main
-
-    sets = [arg for name, value in TINY.items() for arg in ("--set", f"{name}={value}")]
-    code = main(["run", "--variant", "seqgan", "--dataset", str(tiny_text_dir),
-                 "--budget", "6steps", "--out", str(tmp_path), "--quiet", *sets,
-                 "--set", "mle_fraction=0.5", "--set", "disc_pretrain_fraction=0.2",
-                 "--eval", "num_samples=40", "--eval", "curve_samples=20",
-                 "--eval", "temperatures=1.0", "--eval", "disc_acc=false",
-                 "--eval", "reference_metrics=false"])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    with open(json.loads(captured.out)["record"]) as handle:
-        record = json.load(handle)
+def test_run_through_the_real_cli(tmp_path, tiny_text_dir, run_record):
+    record = run_record("seqgan", tiny_text_dir, "6steps", tmp_path,
+                        {**TINY, "mle_fraction": 0.5, "disc_pretrain_fraction": 0.2})
     assert record["status"] == "ok" and record["budget"]["steps"] == 6
     assert record["last_train_logs"]["train/phase"] == 2.0
     assert record["metrics"]["nll_test"] > 0 and record["metrics"]["train_tokens_per_s"] > 0
@@ -239,23 +228,12 @@ def test_a_budget_spent_inside_the_rollouts_abandons_the_step(tiny_corpus):
 
 
 def test_a_seconds_budget_holds_when_one_update_would_overrun_it(tmp_path, tiny_text_dir,
-                                                                 capsys):
-    from bench.cli import main
-
+                                                                 run_record):
     # 256 completions of every prefix of 64 sentences: one generator update takes several
     # seconds, in 64 chunks of one sentence (about 0.1 s each).
-    slow = {**TINY, "num_rollouts": 256, "rollout_max_rows": 2560, "batch_size": 64}
-    sets = [arg for name, value in slow.items() for arg in ("--set", f"{name}={value}")]
-    code = main(["run", "--variant", "seqgan", "--dataset", str(tiny_text_dir),
-                 "--budget", "2s", "--out", str(tmp_path), "--quiet", *sets,
-                 "--set", "mle_fraction=0.1", "--set", "disc_pretrain_fraction=0.1",
-                 "--eval", "num_samples=20", "--eval", "curve_samples=10",
-                 "--eval", "temperatures=1.0", "--eval", "disc_acc=false",
-                 "--eval", "reference_metrics=false"])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    with open(json.loads(captured.out)["record"]) as handle:
-        record = json.load(handle)
+    slow = {**TINY, "num_rollouts": 256, "rollout_max_rows": 2560, "batch_size": 64,
+            "mle_fraction": 0.1, "disc_pretrain_fraction": 0.1}
+    record = run_record("seqgan", tiny_text_dir, "2s", tmp_path, slow, num_samples=20)
     assert record["status"] == "ok"
     # Within 2% plus about one rollout chunk, not plus a whole update.
     assert 2.0 <= record["budget"]["seconds"] <= 2.0 * 1.02 + 0.5
