@@ -32,6 +32,13 @@ METRIC_COLUMNS: dict[str, int] = {
     "train_seconds": 0, "train_tokens_per_s": 0, "sample_tokens_per_s": 0,
 }
 GROUP_KEYS = ["dataset", "variant", "budget"]
+# Speed columns: they differ between any two runs, even of one deterministic steps budget.
+TIMING_METRICS = ("train_seconds", "train_tokens_per_s", "sample_tokens_per_s")
+
+
+def is_timing_column(column: str) -> bool:
+    """True for a speed column of a results table (its _low/_high interval columns too)."""
+    return column.startswith(TIMING_METRICS)
 
 
 def find_records(directory: Path) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from bench.records import load_record  # noqa: E402
+from bench.report import is_timing_column  # noqa: E402
 from bench.runner import RunOptions, prepare  # noqa: E402
 from bench.suite import load_suite, run_suite  # noqa: E402
 
@@ -42,7 +43,7 @@ def local_ray():
 
 def table(out: Path) -> pd.DataFrame:
     frame = pd.read_csv(out / "results.csv")
-    return frame[[c for c in frame.columns if "_per_s" not in c]]
+    return frame[[c for c in frame.columns if not is_timing_column(c)]]
 
 
 def interrupt_after(run, steps: int) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from bench.cli import main
 from bench.errors import GanbenchError
+from bench.report import is_timing_column
 from bench.suite import load_suite
 
 SUITE = """
@@ -62,8 +63,7 @@ def wait_for(predicate, process, timeout=120.0):
 
 def table(out: Path) -> pd.DataFrame:
     frame = pd.read_csv(out / "results.csv")
-    # Timings (throughput, seconds spent) differ between any two runs; the rest must not.
-    return frame[[c for c in frame.columns if "_per_s" not in c and "seconds" not in c]]
+    return frame[[c for c in frame.columns if not is_timing_column(c)]]
 
 
 def test_sigkill_at_several_moments_then_resume_equals_uninterrupted(tmp_path, tiny_text_dir):
