@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _pyplot():
@@ -28,7 +31,8 @@ def _mean_curve(runs: list[dict[str, Any]], x: str, y: str) -> tuple[list[float]
     return xs, ys
 
 
-def write_plots(records: list[dict[str, Any]], out: Path) -> list[Path]:
+def write_plots(records: list[dict[str, Any]], summary: pd.DataFrame, out: Path) -> list[Path]:
+    """The report's figures; ``summary`` is its results table (bench.report.summary_table)."""
     plt = _pyplot()
     plot_dir = Path(out) / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +91,8 @@ def write_plots(records: list[dict[str, Any]], out: Path) -> list[Path]:
             plt.close(fig)
             written.append(path)
 
-        path = _metric_bars(plt, runs, dataset, plot_dir)
+        rows = summary[summary["dataset"] == dataset].reset_index(drop=True)
+        path = _metric_bars(plt, rows, dataset, plot_dir)
         if path is not None:
             written.append(path)
 
@@ -119,11 +124,8 @@ def write_plots(records: list[dict[str, Any]], out: Path) -> list[Path]:
     return written
 
 
-def _metric_bars(plt, runs: list[dict[str, Any]], dataset: str, plot_dir: Path) -> Path | None:
+def _metric_bars(plt, table: pd.DataFrame, dataset: str, plot_dir: Path) -> Path | None:
     """nll_test, BLEU-5, Self-BLEU-5 and disc_acc per row: mean with its 95% interval."""
-    from bench.report import records_frame, summary_table
-
-    table = summary_table(records_frame(runs))
     metrics = [m for m in ("nll_test", "bleu_5", "self_bleu_5", "disc_acc")
                if m in table and table[m].notna().any()]
     if not metrics or len(table) < 2:

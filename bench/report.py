@@ -168,7 +168,7 @@ def write_report(directory: Path, out: Path | None = None, plots: bool = True) -
     if plots:
         from bench.plots import write_plots
 
-        figures = write_plots(records, out)
+        figures = write_plots(records, table, out)
         written += figures
     write_text_atomic(out / "report.html", render_html(shown, records, figures, out))
     written.append(out / "report.html")
