@@ -43,6 +43,7 @@ from transformers import (
 from transformers.pytorch_utils import Conv1D
 
 from baselines.primitives.hf_policy import masked_token_log_probs
+from baselines.primitives.kv_decoding import next_token_stepper
 from baselines.primitives.sampling import draw_categorical
 from bench.errors import GanbenchError
 
@@ -368,16 +369,16 @@ def sample_tokens(model: PreTrainedModel, prompts: torch.Tensor, max_new_tokens:
     tokens = torch.full((n, max_new_tokens + 1), eos_id, dtype=torch.long, device=device)
     finished = torch.zeros(n, dtype=torch.bool, device=device)
     lengths = torch.full((n,), max_new_tokens + 1, dtype=torch.long, device=device)
-    step_input, cache = prompts, None
+    step_input = prompts
+    # The last sampled token and the forced EOS are never fed back to the model.
+    next_logits = next_token_stepper(model, n, prompts.shape[1] + max(max_new_tokens - 1, 0))
     banned = list(banned_ids)
     for step in range(max_new_tokens + 1):
         if step == max_new_tokens:
             next_token = torch.full((n,), eos_id, dtype=torch.long, device=device)
         else:
             with autocast(device):
-                output = model(input_ids=step_input, past_key_values=cache, use_cache=True)
-            cache = output.past_key_values
-            logits = output.logits[:, -1].float()
+                logits = next_logits(step_input).float()
             if banned:
                 logits[:, banned] = -float("inf")
             next_token = draw_categorical(torch.softmax(logits / temperature, dim=-1),

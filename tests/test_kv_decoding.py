@@ -1,0 +1,67 @@
+"""The static-cache GPT-2 stepper computes the model's own logits, and sampling through it draws
+the same tokens as sampling through the model's forward with its cache."""
+
+import pytest
+import torch
+
+from baselines.primitives import hf
+from baselines.primitives.kv_decoding import (
+    GPT2StaticCacheStepper,
+    ModelCacheStepper,
+    next_token_stepper,
+)
+
+EOS = 0
+
+
+def tiny_gpt2(**overrides) -> torch.nn.Module:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=50, n_positions=16, n_embd=32, n_layer=2, n_head=4,
+                        bos_token_id=EOS, eos_token_id=EOS, **overrides)
+    return GPT2LMHeadModel(config).eval()
+
+
+def test_static_stepper_logits_equal_the_full_forward():
+    model = tiny_gpt2()
+    sequence = torch.randint(1, 50, (5, 12))
+    with torch.no_grad():
+        expected = model(input_ids=sequence).logits
+    stepper = GPT2StaticCacheStepper(model, 5, 12)
+    prompt = 3  # a prompt of several positions first (causal inside it), then one at a time
+    got = [stepper(sequence[:, :prompt])]
+    got += [stepper(sequence[:, t : t + 1]) for t in range(prompt, 12)]
+    torch.testing.assert_close(torch.stack(got, dim=1), expected[:, prompt - 1 :],
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_sampling_through_either_stepper_draws_the_same_tokens(monkeypatch):
+    model = tiny_gpt2()
+    prompts = torch.tensor([[EOS, 7]] * 6)
+
+    def sample():
+        return hf.sample_tokens(model, prompts, 10, EOS, 1.0, torch.Generator().manual_seed(3),
+                                banned_ids=[1])
+
+    static = sample()
+    monkeypatch.setattr(hf, "next_token_stepper", lambda m, n, length: ModelCacheStepper(m))
+    generic = sample()
+    assert static.mask.sum() > len(prompts)  # something was sampled
+    assert torch.equal(static.tokens, generic.tokens)
+    assert torch.equal(static.mask, generic.mask)
+
+
+def test_what_the_static_stepper_does_not_implement_goes_through_the_model():
+    assert isinstance(next_token_stepper(tiny_gpt2(), 2, 8), GPT2StaticCacheStepper)
+    assert isinstance(next_token_stepper(tiny_gpt2().train(), 2, 8), ModelCacheStepper)
+    assert isinstance(next_token_stepper(tiny_gpt2(reorder_and_upcast_attn=True), 2, 8),
+                      ModelCacheStepper)
+    assert isinstance(next_token_stepper(tiny_gpt2(), 2, 17), ModelCacheStepper)  # > positions
+
+
+def test_a_second_prompt_is_refused():
+    stepper = GPT2StaticCacheStepper(tiny_gpt2(), 2, 8)
+    stepper(torch.ones(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="first call"):
+        stepper(torch.ones(2, 2, dtype=torch.long))
