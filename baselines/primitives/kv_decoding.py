@@ -54,9 +54,8 @@ class GPT2StaticCacheStepper:
         if max_length > config.n_positions:
             raise ValueError(f"{max_length} positions asked of a model with {config.n_positions}")
         self.model = model
-        self.width = config.n_embd
         self.heads = config.n_head
-        self.head_dim = self.width // self.heads
+        self.head_dim = config.n_embd // self.heads
         self.scale = self.head_dim ** -0.5 if config.scale_attn_weights else 1.0
         self.shape = (batch_size, self.heads, max_length, self.head_dim)
         self.keys: list[torch.Tensor] = []
