@@ -9,6 +9,7 @@ sentences) inside a CPU budget of minutes; --set changes any of it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,6 +31,9 @@ class MLELSTMConfig:
     batch_size: int = field(64, "sentences per optimiser step")
     learning_rate: float = field(1e-2, "Adam learning rate")
     grad_clip: float = field(5.0, "gradient-norm clip (0 = off)")
+    init_generator: str = field("", "start from this generator.safetensors (written to "
+                                    "artifacts/ by an earlier LSTM run of the same sizes); "
+                                    "'' = fresh weights. Its training is not in this budget")
 
     def validate(self) -> None:
         for name in ("embedding_dim", "hidden_dim", "num_layers", "batch_size"):
@@ -41,9 +45,33 @@ class MLELSTMConfig:
             raise ValueError("dropout must be in [0, 1)")
 
 
+GENERATOR_FILE = "generator.safetensors"
+
+
 def build_generator(config: Any, corpus: Corpus, device: torch.device) -> LSTMGenerator:
-    return LSTMGenerator(len(corpus.vocab), config.embedding_dim, config.hidden_dim,
-                         config.num_layers, config.dropout).to(device)
+    generator = LSTMGenerator(len(corpus.vocab), config.embedding_dim, config.hidden_dim,
+                              config.num_layers, config.dropout)
+    if config.init_generator:
+        load_generator_weights(generator, Path(config.init_generator))
+    return generator.to(device)
+
+
+def load_generator_weights(generator: LSTMGenerator, path: Path) -> None:
+    """Weights from a safetensors file (never pickle), refused in one line if they do not fit."""
+    from safetensors.torch import load_file
+
+    from bench.errors import GanbenchError
+
+    try:
+        state = load_file(str(path))
+    except Exception as err:  # missing, unreadable or not safetensors: all the same to a user
+        raise GanbenchError(f"init_generator {path}: cannot load ({err})") from None
+    own = generator.state_dict()
+    if {k: tuple(v.shape) for k, v in state.items()} != {k: tuple(v.shape)
+                                                         for k, v in own.items()}:
+        raise GanbenchError(f"init_generator {path}: its tensors do not fit this generator "
+                            "(another vocabulary or sizes)")
+    generator.load_state_dict(state)
 
 
 def sample_text(generator: LSTMGenerator, corpus: Corpus, n: int, temperature: float,
@@ -121,6 +149,14 @@ class MLELSTM(Variant):
         self.generator.load_state_dict(state["generator"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.batches.load_state_dict(state["batches"])
+
+    def save_artifacts(self, directory: Path) -> None:
+        """The trained generator, so that a later run can start from it (init_generator)."""
+        from safetensors.torch import save_file
+
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.generator.state_dict().items()}
+        save_file(state, str(directory / GENERATOR_FILE))
 
 
 VARIANT = MLELSTM

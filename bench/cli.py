@@ -52,6 +52,8 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="ignore a checkpoint left by an interrupted run of the same spec")
     run.add_argument("--checkpoint-every", type=float, default=60.0,
                      help="seconds between resumable checkpoints (default 60)")
+    run.add_argument("--label", default="",
+                     help="the row name in tables (default: the variant and its overrides)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_run_arguments(run)
 
@@ -107,7 +109,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.train_subsample < 0:
         raise GanbenchError("--train-subsample must be >= 0")
     spec = RunSpec(args.variant, args.dataset, args.budget, args.seed,
-                   parse_assignments(args.overrides), evaluation, args.train_subsample)
+                   parse_assignments(args.overrides), evaluation, args.train_subsample,
+                   args.label)
     options = RunOptions(out_dir=args.out, data_dir=args.data_dir, device=args.device,
                          resume=not args.no_resume, checkpoint_every_s=args.checkpoint_every,
                          quiet=args.quiet)

@@ -8,6 +8,7 @@ downloaded from its public origin, checked, and only then written (atomically).
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import random
 import tempfile
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import GanbenchError
-from bench.oracle import Oracle
+from bench.oracle import Oracle, seqgan_oracle
 from bench.text import Tokenization, Vocabulary
 
 DATA_ENV = "GANBENCH_DATA"
@@ -70,10 +71,34 @@ NAMED_CORPORA = {
     ),
 }
 ORACLE_NAME = "oracle"
+SEQGAN_ORACLE_NAME = "seqgan_oracle"
+ORACLE_NAMES = (ORACLE_NAME, SEQGAN_ORACLE_NAME)
+
+# SeqGAN's oracle (its target_params) as published by GansFallingShort; one float32 array per
+# file in .npy format (despite the suffix). sha256 and shapes from ../shared/data/README.md.
+SEQGAN_ORACLE_ORIGIN = "pclucas14/GansFallingShort/master/synthetic_data_experiments/oracle_params/"
+SEQGAN_ORACLE_FILES = {
+    "bc": ((32,), "71102ad0da50dd36eeabb2afa5949138d35ce6d3ab31092dbe5876cc658f5381"),
+    "bf": ((32,), "9b8af49056f2271303c8d6e86fc838ce58535c44e2f58cf093e55564afc83be4"),
+    "bi": ((32,), "771dc14a87413f142304a44ba32584aac36c31b6ea77d83f0ad4b824895ec4ba"),
+    "bo": ((5000,), "dd4e5cfa70a4199fe4ba7afdf0de665837f4cfcb912c616f820debd2fbbab790"),
+    "bog": ((32,), "59e8bfbe03fc47722c92d17725738b1cf31796f400550031985d2cfc406f38db"),
+    "embedding": ((5000, 32),
+                  "e41f8af7c573f8a1879b18396425d2d19efac559234a9c1109083d921edb3925"),
+    "uc": ((32, 32), "77abdbce8bb1f17fb4907e59e8a17b360562885e5bc017bd6e78b6744f42b012"),
+    "uf": ((32, 32), "22bc3d7157ee813da900ba40badd112063aaf48f55789f2f8cb972651dbc00df"),
+    "ui": ((32, 32), "0557754cb2d0402fd755cea8933e83707edb30092f0a38ebc5544d9e7e3caca8"),
+    "uog": ((32, 32), "0accb868a6367a2b78bcc72963a68e38b898beec77fcb5db2e4f9c95ac53539d"),
+    "wc": ((32, 32), "779e970a494c4f8a8f1e0c6b39d6d5319dbc274c0806852a03b69c0ab544752e"),
+    "wf": ((32, 32), "07a55ac9d573b5810724bc8e6e07446f1296245d5ff98702c144e2178beeda4f"),
+    "wi": ((32, 32), "ac4b27367b0b807af02bff5ca773d88aff8e62e4aa21e02b1a7f1febf0d69a2b"),
+    "wo": ((32, 5000), "a5f8fae3250fcd9cc7cd688c5605af56eb2c5d9efe745ccff7ce56f6d9a974bd"),
+    "wog": ((32, 32), "7abf4a8b206e35b6e712706db110b5d7a04ee144f8d3ba64ad8c09549d2d94e2"),
+}
 
 
 def corpus_names() -> list[str]:
-    return [ORACLE_NAME, *NAMED_CORPORA]
+    return [*ORACLE_NAMES, *NAMED_CORPORA]
 
 
 @dataclass
@@ -231,13 +256,71 @@ def load_named(name: str, data_dir: Path, download: bool = True) -> Corpus:
                   tokenization.tokenize_all(splits["test"]), tokenization, checksums)
 
 
-def load_oracle(cache: Path | None = None) -> Corpus:
-    oracle = Oracle()
+def oracle_corpus(oracle: Oracle, checksums: dict[str, str], cache: Path | None = None
+                  ) -> Corpus:
+    """A synthetic oracle's fixed splits as a corpus of token-id strings."""
     train, test = oracle.splits(cache_dir=cache if cache is not None else cache_dir())
     as_tokens = [[str(t) for t in row] for row in train.tolist()]
     test_tokens = [[str(t) for t in row] for row in test.tolist()]
-    return Corpus(ORACLE_NAME, as_tokens, test_tokens, Tokenization(),
-                  {"oracle_weights": oracle.checksum()}, oracle)
+    return Corpus(oracle.name, as_tokens, test_tokens, Tokenization(),
+                  {**checksums, "oracle_weights": oracle.checksum()}, oracle)
+
+
+def load_oracle(cache: Path | None = None) -> Corpus:
+    return oracle_corpus(Oracle(), {}, cache)
+
+
+def _seqgan_oracle_array(name: str, data: bytes, origin: str):
+    """One verified weight array; np.load without pickle, so a file can hold only numbers."""
+    import numpy as np
+
+    shape, expected = SEQGAN_ORACLE_FILES[name]
+    got = sha256_bytes(data)
+    if got != expected:
+        raise GanbenchError(f"{origin}: sha256 {got} does not match the published {expected}; "
+                            "this is not SeqGAN's oracle")
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as err:
+        raise GanbenchError(f"{origin}: not a NumPy array file ({err})") from None
+    if array.shape != shape or array.dtype != np.float32:
+        raise GanbenchError(f"{origin}: shape {array.shape} {array.dtype}, expected {shape} "
+                            "float32")
+    return array
+
+
+def download_seqgan_oracle(folder: Path) -> None:
+    """Fetch every weight file from its origin (or the mirror), check all, then write all."""
+    base = os.environ.get(MIRROR_ENV) or ORIGIN_BASE
+    if not base.endswith("/"):
+        base += "/"
+    verified = {}
+    for name in SEQGAN_ORACLE_FILES:
+        url = f"{base}{SEQGAN_ORACLE_ORIGIN}{name}.npz"
+        data = _fetch(url)
+        _seqgan_oracle_array(name, data, url)
+        verified[name] = data
+    for name, data in verified.items():
+        _atomic_write_bytes(folder / f"{name}.npz", data)
+
+
+def load_seqgan_oracle(data_dir: Path, download: bool = True,
+                       cache: Path | None = None) -> Corpus:
+    import torch
+
+    folder = data_dir / SEQGAN_ORACLE_NAME
+    if not all((folder / f"{name}.npz").exists() for name in SEQGAN_ORACLE_FILES):
+        if not download:
+            raise GanbenchError(f"corpus {SEQGAN_ORACLE_NAME!r} is not in {data_dir} "
+                                "(and download is off)")
+        download_seqgan_oracle(folder)
+    params, checksums = {}, {}
+    for name in SEQGAN_ORACLE_FILES:
+        path = folder / f"{name}.npz"
+        data = path.read_bytes()
+        params[name] = torch.from_numpy(_seqgan_oracle_array(name, data, str(path)).copy())
+        checksums[path.name] = SEQGAN_ORACLE_FILES[name][1]
+    return oracle_corpus(seqgan_oracle(params), checksums, cache)
 
 
 def load_user_path(path: Path, per_character: bool = False) -> Corpus:
@@ -270,6 +353,8 @@ def load_corpus(dataset: str, data_dir: Path | None = None, download: bool = Tru
     """Resolve a dataset argument: 'oracle', a named corpus, or a path to a user file/folder."""
     if dataset == ORACLE_NAME:
         return load_oracle()
+    if dataset == SEQGAN_ORACLE_NAME:
+        return load_seqgan_oracle(Path(data_dir) if data_dir else default_data_dir(), download)
     if dataset in NAMED_CORPORA:
         return load_named(dataset, Path(data_dir) if data_dir else default_data_dir(), download)
     path = Path(dataset)

@@ -1,9 +1,17 @@
-"""The synthetic LSTM oracle of METRICS.md (Yu et al. 2017, SeqGAN; Texygen's oracle setting).
+"""The synthetic LSTM oracles of METRICS.md: fixed LSTM language models over 5,000 token ids.
 
-Vocabulary 5,000, embedding 32, hidden 32, sequence length 20, every weight drawn from N(0, 1)
-with a fixed seed. Weights and sampling use torch's CPU Mersenne-Twister generator and float64
-arithmetic with inverse-CDF sampling, so every machine builds the same oracle and the same
-10,000 training and 5,000 test sequences.
+Two oracles share one recurrence (the SeqGAN target LSTM, Yu et al. 2017) and one scoring
+code:
+- ``Oracle()``: the project's own, every weight drawn from N(0, 1) with a fixed seed
+  (vocabulary 5,000, embedding 32, hidden 32, length 20; 10,000 training and 5,000 test
+  sequences). Numbers on it compare only with each other.
+- ``load_seqgan_oracle(folder)``: SeqGAN's own oracle (its ``target_params``), read from the
+  weight files described in ../shared/data/README.md, with 10,000 training and 10,000 test
+  sequences sampled from it with a fixed seed, as in SeqGAN. Published synthetic results
+  (SeqGAN, LeakGAN, RankGAN, "Language GANs Falling Short") were measured on this one.
+
+Weights are held and scored in float64, and sequences are drawn by inverse-CDF sampling from
+torch's CPU Mersenne-Twister generator, so every machine builds the same splits.
 """
 
 from __future__ import annotations
@@ -25,39 +33,79 @@ SEQUENCE_LENGTH = 20
 NUM_TRAIN = 10_000
 NUM_TEST = 5_000
 
+SEQGAN_NUM_TEST = 10_000  # SeqGAN samples 10,000 sequences for each of its sets
+SEQGAN_SPLIT_SEED = 20170205  # fixed once; the splits must never change
+
 
 @dataclass
 class OracleWeights:
-    embedding: torch.Tensor  # [VOCAB_SIZE + 1, E]; the last row is the start symbol
+    """An LSTM language model in column-vector layout (torch's nn.LSTM gate order)."""
+
+    embedding: torch.Tensor  # [rows, E]; row start_index is the first input
     weight_ih: torch.Tensor  # [4H, E], gates in order input, forget, cell, output
     weight_hh: torch.Tensor  # [4H, H]
     bias: torch.Tensor  # [4H]
-    weight_out: torch.Tensor  # [VOCAB_SIZE, H]
-    bias_out: torch.Tensor  # [VOCAB_SIZE]
+    weight_out: torch.Tensor  # [V, H]
+    bias_out: torch.Tensor  # [V]
 
     def tensors(self) -> list[torch.Tensor]:
         return [self.embedding, self.weight_ih, self.weight_hh, self.bias, self.weight_out,
                 self.bias_out]
 
 
+def seeded_weights(seed: int) -> OracleWeights:
+    """The project's oracle: N(0, 1) weights; the extra last embedding row is the start."""
+    rng = torch.Generator().manual_seed(seed)
+
+    def normal(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=rng, dtype=torch.float64)
+
+    return OracleWeights(
+        embedding=normal(VOCAB_SIZE + 1, EMBEDDING_DIM),
+        weight_ih=normal(4 * HIDDEN_DIM, EMBEDDING_DIM),
+        weight_hh=normal(4 * HIDDEN_DIM, HIDDEN_DIM),
+        bias=normal(4 * HIDDEN_DIM),
+        weight_out=normal(VOCAB_SIZE, HIDDEN_DIM),
+        bias_out=normal(VOCAB_SIZE),
+    )
+
+
+def weights_from_seqgan(params: dict[str, torch.Tensor]) -> OracleWeights:
+    """SeqGAN's row-vector parameters (i = sigmoid(x Wi + h Ui + bi), ..., p = softmax(h Wo +
+    bo)) in the column layout above: each W and U transposed, stacked as input, forget,
+    cell candidate, output."""
+    gates = ("i", "f", "c", "og")
+    as64 = {name: tensor.double() for name, tensor in params.items()}
+    return OracleWeights(
+        embedding=as64["embedding"],
+        weight_ih=torch.cat([as64[f"w{g}"].T for g in gates]),
+        weight_hh=torch.cat([as64[f"u{g}"].T for g in gates]),
+        bias=torch.cat([as64[f"b{g}"] for g in gates]),
+        weight_out=as64["wo"].T.contiguous(),
+        bias_out=as64["bo"],
+    )
+
+
 class Oracle:
-    """A fixed random LSTM language model over 5,000 token ids, scored in float64."""
+    """A fixed LSTM language model, scored in float64; ``Oracle()`` is the project's seeded one.
 
-    def __init__(self, seed: int = ORACLE_SEED):
-        rng = torch.Generator().manual_seed(seed)
+    ``start_index`` is the embedding row fed at the first position (the seeded oracle has an
+    extra start row; SeqGAN feeds token 0's embedding).
+    """
 
-        def normal(*shape: int) -> torch.Tensor:
-            return torch.randn(*shape, generator=rng, dtype=torch.float64)
-
-        self.weights = OracleWeights(
-            embedding=normal(VOCAB_SIZE + 1, EMBEDDING_DIM),
-            weight_ih=normal(4 * HIDDEN_DIM, EMBEDDING_DIM),
-            weight_hh=normal(4 * HIDDEN_DIM, HIDDEN_DIM),
-            bias=normal(4 * HIDDEN_DIM),
-            weight_out=normal(VOCAB_SIZE, HIDDEN_DIM),
-            bias_out=normal(VOCAB_SIZE),
-        )
+    def __init__(self, seed: int = ORACLE_SEED, *, weights: OracleWeights | None = None,
+                 start_index: int | None = None, num_train: int = NUM_TRAIN,
+                 num_test: int = NUM_TEST, split_seed: int | None = None,
+                 sequence_length: int = SEQUENCE_LENGTH, name: str = "oracle"):
+        self.weights = weights if weights is not None else seeded_weights(seed)
+        self.vocab_size = self.weights.weight_out.shape[0]
+        self.hidden_dim = self.weights.weight_hh.shape[1]
+        self.start_index = self.vocab_size if start_index is None else start_index
         self.seed = seed
+        self.num_train, self.num_test = num_train, num_test
+        self.split_seed = seed + 1 if split_seed is None else split_seed
+        self.sequence_length = sequence_length
+        self.name = name
 
     def checksum(self) -> str:
         """sha256 of the weights' bytes: pinned by a test so that a changed oracle is noticed."""
@@ -66,7 +114,8 @@ class Oracle:
             digest.update(tensor.contiguous().numpy().tobytes())
         return digest.hexdigest()
 
-    def _step(self, inputs: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
+    def step(self, inputs: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
+        """One LSTM step from embedding rows ``inputs``: (log p(next token), h, c)."""
         w = self.weights
         gates = w.embedding[inputs] @ w.weight_ih.T + h @ w.weight_hh.T + w.bias
         i, f, g, o = gates.chunk(4, dim=-1)
@@ -75,42 +124,48 @@ class Oracle:
         return torch.log_softmax(h @ w.weight_out.T + w.bias_out, dim=-1), h, c
 
     def _initial(self, batch: int):
-        zeros = torch.zeros(batch, HIDDEN_DIM, dtype=torch.float64)
-        start = torch.full((batch,), VOCAB_SIZE, dtype=torch.long)
+        zeros = torch.zeros(batch, self.hidden_dim, dtype=torch.float64)
+        start = torch.full((batch,), self.start_index, dtype=torch.long)
         return start, zeros, zeros.clone()
 
     def sample(self, n: int, seed: int) -> torch.Tensor:
-        """n sequences of SEQUENCE_LENGTH token ids, by inverse-CDF sampling from a seeded RNG."""
+        """n sequences of sequence_length token ids, by inverse-CDF sampling from a seeded RNG."""
         rng = torch.Generator().manual_seed(seed)
-        uniforms = torch.rand(n, SEQUENCE_LENGTH, generator=rng, dtype=torch.float64)
+        uniforms = torch.rand(n, self.sequence_length, generator=rng, dtype=torch.float64)
         inputs, h, c = self._initial(n)
-        out = torch.empty(n, SEQUENCE_LENGTH, dtype=torch.long)
-        for t in range(SEQUENCE_LENGTH):
-            log_probs, h, c = self._step(inputs, h, c)
+        out = torch.empty(n, self.sequence_length, dtype=torch.long)
+        for t in range(self.sequence_length):
+            log_probs, h, c = self.step(inputs, h, c)
             cdf = log_probs.exp().cumsum(dim=-1)
             # Clamp: the float64 cdf can end a hair below 1.
             token = torch.searchsorted(cdf, uniforms[:, t : t + 1].contiguous()).squeeze(1)
-            inputs = token.clamp_(max=VOCAB_SIZE - 1)
+            inputs = token.clamp_(max=self.vocab_size - 1)
             out[:, t] = inputs
         return out
 
     def splits(self, cache_dir: Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The benchmark's fixed 10,000 training and 5,000 test sequences.
+        """The benchmark's fixed training and test sequences.
 
-        Sampling them takes about 25 s on 2 CPU cores (float64 over a 5,000-way softmax), so they
-        are cached under cache_dir, keyed by the weights' checksum, and rebuilt when absent.
+        Sampling them takes tens of seconds on 2 CPU cores (float64 over a 5,000-way softmax),
+        so they are cached under cache_dir, keyed by the weights' checksum and the split sizes
+        and seed, and rebuilt when absent.
         """
         cache_file = None
         if cache_dir is not None:
-            cache_file = Path(cache_dir) / f"oracle-{self.checksum()[:16]}.safetensors"
+            key = f"{self.checksum()[:16]}"
+            if (self.num_train, self.num_test, self.split_seed) != (
+                    NUM_TRAIN, NUM_TEST, self.seed + 1):  # the seeded oracle keeps its old name
+                key += f"-{self.num_train}-{self.num_test}-{self.split_seed}"
+            cache_file = Path(cache_dir) / f"oracle-{key}.safetensors"
             if cache_file.exists():
                 try:
                     cached = load_file(str(cache_file))
                     return cached["train"], cached["test"]
                 except Exception:  # a damaged cache is rebuilt, never trusted
                     pass
-        both = self.sample(NUM_TRAIN + NUM_TEST, seed=self.seed + 1)
-        train, test = both[:NUM_TRAIN].contiguous(), both[NUM_TRAIN:].contiguous()
+        both = self.sample(self.num_train + self.num_test, seed=self.split_seed)
+        train = both[: self.num_train].contiguous()
+        test = both[self.num_train :].contiguous()
         if cache_file is not None:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
@@ -121,18 +176,21 @@ class Oracle:
     def nll(self, sequences: Sequence[Sequence[int]]) -> float:
         """Mean NLL per token (nats) of the given sequences under the oracle (`nll_oracle`).
 
-        Sequences are scored on their first SEQUENCE_LENGTH tokens; shorter ones on what they
-        have, so a generator that stops early is not rewarded for it with a lower count.
+        As SeqGAN scores it: teacher forcing from the start input, every position's -log p
+        averaged over all tokens. Sequences are scored on their first sequence_length tokens;
+        shorter ones on what they have, so a generator that stops early is not rewarded for it
+        with a lower count.
         """
         if not sequences:
             raise ValueError("nll_oracle needs at least one sequence")
-        length = SEQUENCE_LENGTH
+        length = self.sequence_length
         batch = torch.zeros(len(sequences), length, dtype=torch.long)
         mask = torch.zeros(len(sequences), length, dtype=torch.float64)
         for row, seq in enumerate(sequences):
             seq = list(seq)[:length]
-            if any(not 0 <= t < VOCAB_SIZE for t in seq):
-                raise ValueError("an oracle sequence holds a token outside 0..4999")
+            if any(not 0 <= t < self.vocab_size for t in seq):
+                raise ValueError(f"an oracle sequence holds a token outside "
+                                 f"0..{self.vocab_size - 1}")
             batch[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
             mask[row, : len(seq)] = 1.0
         if mask.sum() == 0:
@@ -140,8 +198,15 @@ class Oracle:
         inputs, h, c = self._initial(len(sequences))
         total = torch.zeros((), dtype=torch.float64)
         for t in range(length):
-            log_probs, h, c = self._step(inputs, h, c)
+            log_probs, h, c = self.step(inputs, h, c)
             target = batch[:, t]
             total -= (log_probs.gather(1, target[:, None]).squeeze(1) * mask[:, t]).sum()
             inputs = target
         return float(total / mask.sum())
+
+
+def seqgan_oracle(params: dict[str, torch.Tensor]) -> Oracle:
+    """SeqGAN's oracle from its parameters (names as the weight files, without .npz)."""
+    return Oracle(weights=weights_from_seqgan(params), start_index=0,
+                  num_train=NUM_TRAIN, num_test=SEQGAN_NUM_TEST,
+                  split_seed=SEQGAN_SPLIT_SEED, name="seqgan_oracle")

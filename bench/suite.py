@@ -122,7 +122,7 @@ def load_suite(name_or_file: str) -> Suite:
 
 def validate_specs(specs: list[RunSpec], where: str) -> None:
     from bench.budget import Budget
-    from bench.corpora import NAMED_CORPORA, ORACLE_NAME
+    from bench.corpora import NAMED_CORPORA, ORACLE_NAMES
 
     variants = discover()
     for spec in specs:
@@ -136,7 +136,7 @@ def validate_specs(specs: list[RunSpec], where: str) -> None:
             build_config(EvalConfig, spec.evaluation)
         except GanbenchError as err:
             raise GanbenchError(f"{prefix}: {err}") from None
-        if spec.dataset not in (ORACLE_NAME, *NAMED_CORPORA) and not Path(spec.dataset).exists():
+        if spec.dataset not in (*ORACLE_NAMES, *NAMED_CORPORA) and not Path(spec.dataset).exists():
             raise GanbenchError(f"{prefix}: unknown corpus {spec.dataset!r}")
 
 

@@ -35,3 +35,65 @@ def test_nll_oracle_prefers_its_own_samples():
     single = oracle.nll(own[:1])
     double = oracle.nll(own[:1] * 2)
     assert abs(single - double) < 1e-12
+
+
+def test_recurrence_matches_a_step_worked_by_hand():
+    """SeqGAN's row-vector recurrence on tiny weights, one step computed with plain numbers."""
+    import math
+
+    from bench.oracle import Oracle, weights_from_seqgan
+
+    e, h = 1, 1  # one-dimensional embedding and state: every gate is a scalar (values exact in
+    # float32, which the weight files hold)
+    params = {
+        "embedding": torch.tensor([[0.5], [-1.0], [2.0]]),  # 3 tokens; token 0 is the start
+        "wi": torch.tensor([[1.0]]), "ui": torch.tensor([[0.0]]), "bi": torch.tensor([0.0]),
+        "wf": torch.tensor([[2.0]]), "uf": torch.tensor([[0.0]]), "bf": torch.tensor([1.0]),
+        "wog": torch.tensor([[-1.0]]), "uog": torch.tensor([[0.0]]), "bog": torch.tensor([0.5]),
+        "wc": torch.tensor([[3.0]]), "uc": torch.tensor([[0.0]]), "bc": torch.tensor([0.0]),
+        "wo": torch.tensor([[1.0, -2.0, 0.5]]), "bo": torch.tensor([0.0, 0.125, 0.25]),
+    }
+    assert params["wi"].shape == (e, h)
+    oracle = Oracle(weights=weights_from_seqgan(params), start_index=0, sequence_length=1)
+    sig = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
+    x = 0.5  # embedding[0], the start input; h_0 = c_0 = 0
+    i, f, o, cand = sig(1.0 * x), sig(2.0 * x + 1.0), sig(-1.0 * x + 0.5), math.tanh(3.0 * x)
+    c = f * 0.0 + i * cand
+    hidden = o * math.tanh(c)
+    logits = [hidden * 1.0 + 0.0, hidden * -2.0 + 0.125, hidden * 0.5 + 0.25]
+    log_z = math.log(sum(math.exp(v) for v in logits))
+    for token in range(3):
+        assert abs(oracle.nll([[token]]) - (log_z - logits[token])) < 1e-12
+
+
+def test_seqgan_oracle_scores_its_samples_as_published(data_dir):
+    """SeqGAN's oracle: about 5.74 nats per token on its own samples (../shared/data/README.md),
+    about 11.4 on uniformly random tokens; splits of 10,000 and 10,000 sequences of 20 tokens."""
+    from bench.corpora import load_corpus
+
+    corpus = load_corpus("seqgan_oracle", data_dir)
+    assert len(corpus.train) == 10_000 and len(corpus.test) == 10_000
+    assert all(len(s) == 20 for s in corpus.train[:200] + corpus.test[:200])
+    own = [[int(t) for t in s] for s in corpus.test[:2000]]
+    assert abs(corpus.oracle.nll(own) - 5.74) < 0.05
+    uniform = torch.randint(0, 5000, (2000, 20), generator=torch.Generator().manual_seed(0))
+    assert abs(corpus.oracle.nll(uniform.tolist()) - 11.4) < 0.2
+    # Fixed splits: train and test are different draws.
+    assert corpus.train[0] != corpus.test[0]
+
+
+def test_seqgan_oracle_refuses_a_tampered_weight_file(data_dir, tmp_path):
+    import shutil
+
+    import pytest
+
+    from bench.corpora import load_corpus
+    from bench.errors import GanbenchError
+
+    folder = tmp_path / "seqgan_oracle"
+    shutil.copytree(data_dir / "seqgan_oracle", folder)
+    raw = bytearray((folder / "bo.npz").read_bytes())
+    raw[-1] ^= 0xFF
+    (folder / "bo.npz").write_bytes(bytes(raw))
+    with pytest.raises(GanbenchError, match="sha256"):
+        load_corpus("seqgan_oracle", tmp_path, download=False)
