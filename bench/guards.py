@@ -45,10 +45,11 @@ def check_threads(threads: int | None) -> None:
         raise GanbenchError(f"--threads {threads}: use 1 to {MAX_THREADS}")
 
 
-def check_positive_seconds(value: Any, what: str) -> None:
+def check_positive_seconds(value: Any, what: str, allow_zero: bool = False) -> None:
     if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not math.isfinite(value) or value <= 0):
-        raise GanbenchError(f"{what} {value!r}: use a finite number of seconds > 0")
+            or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero)):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise GanbenchError(f"{what} {value!r}: use a finite number of seconds {bound}")
 
 
 def check_train_subsample(k: Any) -> None:

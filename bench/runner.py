@@ -128,7 +128,9 @@ def prepare(spec: RunSpec, options: RunOptions, corpus: Corpus | None = None) ->
     budget = Budget.parse(spec.budget)
     guards.check_seed(spec.seed)
     guards.check_train_subsample(spec.train_subsample)
-    guards.check_positive_seconds(options.checkpoint_every_s, "checkpoint interval")
+    # 0 = a checkpoint after every step
+    guards.check_positive_seconds(options.checkpoint_every_s, "checkpoint interval",
+                                  allow_zero=True)
     eval_config = build_config(EvalConfig, spec.evaluation)
     guards.check_eval_config(eval_config)
     world = distributed.requested_world()
@@ -248,8 +250,6 @@ def execute(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
     resumed_from = None
     if options.resume and checkpoint_path.exists():
         state = load_state(checkpoint_path)
-        check_fits(checkpoint_path, state,
-                   _shared_state(variant) if world.size > 1 else variant.state_dict())
         if state.get("config") != config_to_dict(run.config):
             raise GanbenchError(f"{checkpoint_path}: written with another config; "
                                 "delete it or use --no-resume")
@@ -257,6 +257,8 @@ def execute(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
         if written_by != world.size:
             raise GanbenchError(f"{checkpoint_path}: written by {written_by} process(es), not "
                                 f"{world.size}; resume with as many or use --no-resume")
+        check_fits(checkpoint_path, state,
+                   _shared_state(variant) if world.size > 1 else variant.state_dict())
         variant_state, random_state = state["variant"], state
         if world.size > 1:
             random_state = state["ranks"][world.rank]

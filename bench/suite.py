@@ -178,11 +178,11 @@ def run_suite(name_or_file: str, out: Path, data_dir: Path | None = None, device
               executor: str = "local", quiet: bool = False) -> int:
     suite = load_suite(name_or_file)
     out = Path(out)
+    check_output_folder(out)
     if executor == "ray":
         from bench.ray_executor import run_suite_on_ray
 
         return run_suite_on_ray(suite, out, data_dir=data_dir, device=device)
-    check_output_folder(out)
     options = RunOptions(out_dir=out, data_dir=data_dir, device=device, resume=True,
                          checkpoint_every_s=suite.checkpoint_every_s, quiet=quiet)
     prepared = prepare_all(suite, options, data_dir)

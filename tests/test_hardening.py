@@ -281,6 +281,9 @@ CASES = [
     ("checkpoint_without_checksum", 5, lambda t, c, o, h: _without_checksum(t, c, o),
      "checksum"),
     # 6. no pickle
+    ("discriminator_pickle_only", 6, lambda t, c, o, h: run_args(
+        c, o, "--set", f"discriminator_name_or_path={_pickle_only_model(t)}",
+        variant="gpt2_bert_gan"), "pickle"),
     ("model_pickle_only", 6, lambda t, c, o, h: run_args(
         c, o, "--set", f"model_name_or_path={_pickle_only_model(t)}", variant="gpt2_mle"),
      "safe_serialization"),
@@ -316,6 +319,22 @@ def _binary_file(tmp_path: Path) -> Path:
     path = tmp_path / "binary.txt"
     path.write_bytes(b"ok line\n\xff\xfe bad\n" * 5)
     return path
+
+
+def test_width_limit_is_sixteen_bytes_per_squared_width():
+    from dataclasses import dataclass
+
+    from bench.errors import GanbenchError
+    from bench.guards import check_config_sizes
+
+    @dataclass
+    class Sizes:
+        hidden_dim: int = 1000
+        batch_size: int = 10**9  # not a width: never refused for memory
+
+    check_config_sizes(Sizes(), memory_bytes=16_000_000)  # 16 x 1000^2 bytes: just fits
+    with pytest.raises(GanbenchError, match="hidden_dim=1000"):
+        check_config_sizes(Sizes(), memory_bytes=15_999_999)
 
 
 def test_every_class_has_cases():
