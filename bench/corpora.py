@@ -230,6 +230,8 @@ def download_named(spec: NamedCorpus, data_dir: Path) -> None:
 
 def load_named(name: str, data_dir: Path, download: bool = True) -> Corpus:
     spec = NAMED_CORPORA[name]
+    if data_dir.exists() and not data_dir.is_dir():
+        raise GanbenchError(f"--data-dir {data_dir}: is a file, not a folder")
     folder = data_dir / name
     paths = {"train": folder / "train.txt", "test": folder / "test.txt"}
     if not all(p.exists() for p in paths.values()):
@@ -239,6 +241,8 @@ def load_named(name: str, data_dir: Path, download: bool = True) -> Corpus:
     splits, checksums = {}, {}
     for split, source in (("train", spec.train), ("test", spec.test)):
         path = paths[split]
+        if not path.is_file():
+            raise GanbenchError(f"{path}: not a regular file")
         got = sha256_bytes(path.read_bytes())
         if got != source.sha256:
             raise GanbenchError(

@@ -216,6 +216,10 @@ CASES = [
     ("device_meta", 1, lambda t, c, o, h: run_args(c, o, "--device", "meta"), "device"),
     ("device_unknown", 1, lambda t, c, o, h: run_args(c, o, "--device", "tpu9"), "device"),
     ("dataset_dev_zero", 1, lambda t, c, o, h: run_args("/dev/zero", o), "regular file"),
+    ("data_dir_is_file", 1, lambda t, c, o, h: run_args("coco", o, "--data-dir",
+                                                        str(_corpus_file(t, ["x"]))), "is a file"),
+    ("data_dir_train_not_regular", 1, lambda t, c, o, h: run_args(
+        "coco", o, "--data-dir", str(_fifo_data_dir(t))), "regular file"),
     ("dataset_unknown", 1, lambda t, c, o, h: run_args("no_such_corpus", o), "unknown corpus"),
     ("checkpoint_every_nan", 1, lambda t, c, o, h: run_args(c, o, "--checkpoint-every", "nan"),
      "checkpoint"),
@@ -313,6 +317,15 @@ def _split_folder(tmp_path: Path, n_train: int, n_test: int) -> Path:
     (folder / "train.txt").write_text("".join(f"a b {i}\n" for i in range(n_train)))
     (folder / "test.txt").write_text("".join(f"a c {i}\n" for i in range(n_test)))
     return folder
+
+
+def _fifo_data_dir(tmp_path: Path) -> Path:
+    """A data folder whose coco/train.txt is a FIFO: reading it would block forever."""
+    folder = tmp_path / "data" / "coco"
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / "train.txt")
+    (folder / "test.txt").write_text("a b\n")
+    return tmp_path / "data"
 
 
 def _binary_file(tmp_path: Path) -> Path:
