@@ -24,10 +24,14 @@ MIN_TRAIN_SENTENCES = 2
 MIN_TEST_SENTENCES = 2
 # Vocabulary sizes a tokenizer trainer is asked for (the BPE library aborts far above this).
 MAX_VOCAB_SIZE = 1_000_000
-# A width w costs at least one w x w float32 matrix, held four times while training (weights,
-# gradient, two Adam moments): 16 w^2 bytes. Refused when that alone exceeds the machine's RAM.
+# A width w costs at least one w x w float32 matrix per layer, held four times while training
+# (weights, gradient, two Adam moments): 16 w^2 bytes a layer. Refused when that lower bound
+# alone exceeds the machine's RAM.
 BYTES_PER_WIDTH_SQUARED = 16
+# Sentences sampled per curve temperature: beyond this, sampling alone would run for hours.
+MAX_CURVE_SAMPLES = 1_000_000
 _WIDTH_FIELD = re.compile(r"(_dim|embd|hidden|intermediate)$")
+_LAYERS_FIELD = re.compile(r"(n_layer|num_layers|_layers)$")
 _VOCAB_FIELD = re.compile(r"vocab_size$")
 _MODEL_PATH_FIELD = re.compile(r"name_or_path$")
 CONVERT_HINT = ("convert it once, where you trust the file: python -c \"from transformers import "
@@ -68,20 +72,24 @@ def check_config_sizes(config: Any, memory_bytes: int | None = None) -> None:
     """Refuse widths whose weights alone cannot fit in memory, and absurd vocabulary sizes."""
     memory = memory_bytes if memory_bytes is not None else physical_memory_bytes()
     name = type(config).__name__
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if isinstance(value, bool) or not isinstance(value, int):
-            continue
-        if _VOCAB_FIELD.search(f.name) and value > MAX_VOCAB_SIZE:
-            raise GanbenchError(f"{name}: {f.name}={value} is above the limit of "
+    ints = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+            if isinstance(getattr(config, f.name), int)
+            and not isinstance(getattr(config, f.name), bool)}
+    for field_name, value in ints.items():
+        if _VOCAB_FIELD.search(field_name) and value > MAX_VOCAB_SIZE:
+            raise GanbenchError(f"{name}: {field_name}={value} is above the limit of "
                                 f"{MAX_VOCAB_SIZE:,}")
-        if _WIDTH_FIELD.search(f.name) and memory:
-            need = BYTES_PER_WIDTH_SQUARED * value * value
-            if need > memory:
-                raise GanbenchError(
-                    f"{name}: {f.name}={value} needs at least {need / 2**30:,.0f} GiB "
-                    f"(16 bytes x width^2 for one trained matrix), more than this machine's "
-                    f"{memory / 2**30:,.0f} GiB")
+    layers = max([v for k, v in ints.items() if _LAYERS_FIELD.search(k)] + [1])
+    widths = {k: v for k, v in ints.items() if _WIDTH_FIELD.search(k)}
+    if not widths or not memory:
+        return
+    field_name, width = max(widths.items(), key=lambda item: item[1])
+    need = BYTES_PER_WIDTH_SQUARED * layers * width * width
+    if need > memory:
+        raise GanbenchError(
+            f"{name}: {field_name}={width} with {layers} layer(s) needs at least "
+            f"{need / 2**30:,.0f} GiB (16 bytes x layers x width^2), more than this machine's "
+            f"{memory / 2**30:,.0f} GiB")
 
 
 def check_model_paths(config: Any) -> None:
@@ -132,7 +140,11 @@ def _check_local_model(path: Path, what: str) -> None:
 
 
 def check_eval_config(config: Any) -> None:
-    """The disc_acc encoder is one the classifier knows and, for minilm, is installed."""
+    """Sample counts that end, and a disc_acc encoder that is known and, for minilm,
+    installed."""
+    if config.curve_samples > MAX_CURVE_SAMPLES:
+        raise GanbenchError(f"curve_samples={config.curve_samples} is above the limit of "
+                            f"{MAX_CURVE_SAMPLES:,}")
     if not config.disc_acc:
         return
     from bench.metrics.disc_acc import ENCODERS

@@ -180,6 +180,10 @@ CASES = [
         c, o, "--set", "mle_fraction=nan", variant="lstm_gan"), "finite"),
     ("set_hidden_dim_huge", 1, lambda t, c, o, h: run_args(c, o, "--set", "hidden_dim=200000"),
      "GiB"),
+    ("set_layers_huge", 1, lambda t, c, o, h: run_args(
+        c, o, "--set", "n_layer=10000000", variant="gpt2_mle"), "layer"),
+    ("eval_curve_samples_huge", 1, lambda t, c, o, h: run_args(
+        c, o, "--eval", "curve_samples=1000000000"), "limit"),
     ("set_bpe_vocab_huge", 1, lambda t, c, o, h: run_args(
         c, o, "--set", "bpe_vocab_size=1000000000", variant="gpt2_mle"), "limit"),
     ("set_model_path_missing", 1, lambda t, c, o, h: run_args(
@@ -342,12 +346,14 @@ def test_width_limit_is_sixteen_bytes_per_squared_width():
 
     @dataclass
     class Sizes:
-        hidden_dim: int = 1000
+        embedding_dim: int = 10
+        hidden_dim: int = 1000  # the widest field is the one estimated
+        num_layers: int = 2
         batch_size: int = 10**9  # not a width: never refused for memory
 
-    check_config_sizes(Sizes(), memory_bytes=16_000_000)  # 16 x 1000^2 bytes: just fits
-    with pytest.raises(GanbenchError, match="hidden_dim=1000"):
-        check_config_sizes(Sizes(), memory_bytes=15_999_999)
+    check_config_sizes(Sizes(), memory_bytes=32_000_000)  # 16 x 2 x 1000^2 bytes: just fits
+    with pytest.raises(GanbenchError, match="hidden_dim=1000 with 2 layer"):
+        check_config_sizes(Sizes(), memory_bytes=31_999_999)
 
 
 def test_every_class_has_cases():
