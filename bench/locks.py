@@ -5,10 +5,8 @@ and no lock file is left in the folder.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from bench.errors import GanbenchError
@@ -46,27 +44,3 @@ def try_lock(run_dir: Path) -> RunLock | None:
         os.close(fd)
         raise
     return RunLock(run_dir, fd)
-
-
-def is_locked(run_dir: Path) -> bool:
-    """Whether another process is writing run_dir now (creates nothing if it does not exist)."""
-    if not Path(run_dir).is_dir():
-        return False
-    lock = try_lock(run_dir)
-    if lock is None:
-        return True
-    lock.release()
-    return False
-
-
-@contextlib.contextmanager
-def locked(run_dir: Path) -> Iterator[RunLock]:
-    """Hold run_dir's lock for the block; one line (RunLocked) if another process has it."""
-    lock = try_lock(run_dir)
-    if lock is None:
-        raise RunLocked(f"{run_dir}: another ganbench process is writing this run now; "
-                        f"wait for it to finish")
-    try:
-        yield lock
-    finally:
-        lock.release()
