@@ -15,6 +15,9 @@ _UNITS = {
     "h": ("seconds", 3600.0), "steps": ("steps", 1.0), "step": ("steps", 1.0),
     "flops": ("flops", 1.0),
 }
+# Beyond these a run would never end (or a count would overflow): 30 days, 10^12 steps, 10^30
+# FLOPs (far above any budget a benchmark run is given).
+MAX_AMOUNT = {"seconds": 30 * 86400.0, "steps": 1e12, "flops": 1e30}
 _BUDGET = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]+)\s*$")
 
 
@@ -34,6 +37,8 @@ class Budget:
             )
         kind, scale = unit
         amount = float(match.group(1)) * scale
+        if not amount <= MAX_AMOUNT[kind]:  # also inf (1e400) and NaN
+            raise GanbenchError(f"bad budget {text!r}: at most {MAX_AMOUNT[kind]:g} {kind}")
         if amount <= 0:
             raise GanbenchError(f"bad budget {text!r}: it must be greater than zero")
         if kind == "steps" and amount != int(amount):

@@ -11,6 +11,13 @@ from pathlib import Path
 from bench.errors import GanbenchError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line, like every other error of the command."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"ganbench: error: {self.prog}: {message}\n")
+
+
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="folder laid out like ../shared/data (default: $GANBENCH_DATA, "
@@ -24,7 +31,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def _build_parser() -> argparse.ArgumentParser:
     from bench.evaluation import EvalConfig
 
-    parser = argparse.ArgumentParser(prog="ganbench", description=(
+    parser = _Parser(prog="ganbench", description=(
         "Train registered text-generator variants under fixed compute budgets and measure them "
         "the same way (METRICS.md)."))
     commands = parser.add_subparsers(dest="command", required=True)
@@ -101,7 +108,7 @@ def cmd_list() -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.config import parse_assignments
-    from bench.runner import RunOptions, RunSpec, execute, prepare
+    from bench.runner import RunOptions, RunSpec, execute_locked, prepare
 
     evaluation = parse_assignments(args.eval_overrides)
     if args.num_samples is not None:
@@ -115,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          resume=not args.no_resume, checkpoint_every_s=args.checkpoint_every,
                          quiet=args.quiet)
     run = prepare(spec, options)
-    record = execute(run, options)
+    record = execute_locked(run, options)
     path = run.run_dir / "record.json"
     if record["status"] != "ok":
         print(f"ganbench: run {record['status']} at step {record['failed_at_step']}: "
@@ -153,20 +160,27 @@ def cmd_suite(args: argparse.Namespace) -> int:
                      executor=args.executor, quiet=args.quiet)
 
 
+def _set_threads(threads: int | None) -> None:
+    from bench.guards import check_threads
+
+    check_threads(threads)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     # Hub look-ups hang for 46 s before failing offline; nothing here needs the hub unless a
     # user names a hub model, and then they set HF_HUB_OFFLINE=0 themselves.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = _build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(args.threads)
     handlers = {"list": lambda: cmd_list(), "run": lambda: cmd_run(args),
                 "report": lambda: cmd_report(args), "score": lambda: cmd_score(args),
                 "suite": lambda: cmd_suite(args)}
     try:
+        _set_threads(getattr(args, "threads", None))
         return handlers[args.command]()
     except GanbenchError as err:
         print(f"ganbench: error: {err}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from typing import Any
@@ -59,9 +60,11 @@ def _convert(value: Any, annotation: Any, name: str) -> Any:
             raise GanbenchError(f"{name} must be a {annotation.__name__}, not {value!r}")
         try:
             converted = annotation(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise GanbenchError(
                 f"{name} must be a {annotation.__name__}, not {value!r}") from None
+        if annotation is float and not math.isfinite(converted):
+            raise GanbenchError(f"{name} must be a finite number, not {value!r}")
         if annotation is int and isinstance(value, float) and value != converted:
             raise GanbenchError(f"{name} must be a whole number, not {value!r}")
         return converted

@@ -24,6 +24,12 @@ DATA_ENV = "GANBENCH_DATA"
 MIRROR_ENV = "GANBENCH_CORPUS_MIRROR"  # replaces ORIGIN_BASE, e.g. file:///srv/mirror/
 CACHE_ENV = "GANBENCH_CACHE"
 ORIGIN_BASE = "https://raw.githubusercontent.com/"
+# One sentence per line: the longest line of the shipped corpora has under 1,000 characters,
+# and a line of millions would become one training sequence of millions of tokens.
+MAX_LINE_CHARS = 10_000
+# A single user file is split 90/10, with at least this many test sentences (Self-BLEU
+# compares each sample with the others, so evaluation needs two).
+MIN_SPLIT_TEST = 2
 
 
 @dataclass(frozen=True)
@@ -169,6 +175,9 @@ def sha256_bytes(data: bytes) -> str:
 
 def read_lines(path: Path) -> list[str]:
     """Non-blank lines of a UTF-8 text file, or one clear error."""
+    if path.exists() and not path.is_dir() and not path.is_file():
+        # /dev/zero, a FIFO, a socket: reading would never end or block.
+        raise GanbenchError(f"{path}: not a regular file")
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -181,7 +190,14 @@ def read_lines(path: Path) -> list[str]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise GanbenchError(f"{path}: not UTF-8 text (bad byte at offset {err.start})") from None
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if len(line) > MAX_LINE_CHARS:
+            raise GanbenchError(f"{path}: line {number} has {len(line):,} characters, above the "
+                                f"limit of {MAX_LINE_CHARS:,} (one sentence per line)")
+        if line:
+            lines.append(line)
     if not lines:
         raise GanbenchError(f"{path}: has no non-blank lines")
     return lines
@@ -197,10 +213,15 @@ def _fetch(url: str) -> bytes:
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    from bench.records import umask_mode
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, umask_mode())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -234,6 +255,8 @@ def download_named(spec: NamedCorpus, data_dir: Path) -> None:
 
 def load_named(name: str, data_dir: Path, download: bool = True) -> Corpus:
     spec = NAMED_CORPORA[name]
+    if data_dir.exists() and not data_dir.is_dir():
+        raise GanbenchError(f"--data-dir {data_dir}: is a file, not a folder")
     folder = data_dir / name
     paths = {"train": folder / "train.txt", "test": folder / "test.txt"}
     if not all(p.exists() for p in paths.values()):
@@ -243,6 +266,8 @@ def load_named(name: str, data_dir: Path, download: bool = True) -> Corpus:
     splits, checksums = {}, {}
     for split, source in (("train", spec.train), ("test", spec.test)):
         path = paths[split]
+        if not path.is_file():
+            raise GanbenchError(f"{path}: not a regular file")
         got = sha256_bytes(path.read_bytes())
         if got != source.sha256:
             raise GanbenchError(
@@ -332,11 +357,13 @@ def load_user_path(path: Path, per_character: bool = False) -> Corpus:
                      "test.txt": sha256_bytes(test_path.read_bytes())}
     else:
         lines = read_lines(path)
-        if len(lines) < 2:
-            raise GanbenchError(f"{path}: needs at least 2 lines to make train and test splits")
+        if len(lines) < 2 * MIN_SPLIT_TEST:
+            raise GanbenchError(f"{path}: has {len(lines)} line(s); at least "
+                                f"{2 * MIN_SPLIT_TEST} are needed to make train and test "
+                                f"splits that can be evaluated")
         order = list(range(len(lines)))
         random.Random(0).shuffle(order)
-        n_test = max(1, len(lines) // 10)
+        n_test = max(MIN_SPLIT_TEST, len(lines) // 10)
         test = [lines[i] for i in sorted(order[:n_test])]
         train = [lines[i] for i in sorted(order[n_test:])]
         checksums = {path.name: sha256_bytes(path.read_bytes())}

@@ -41,7 +41,7 @@ def _run_in_worker(spec_fields: dict[str, Any], out: str, data_dir: str | None, 
     """One run, inside a Ray worker; returns what the driver prints about it."""
     import torch
 
-    from bench.runner import RunOptions, RunSpec, execute, prepare
+    from bench.runner import RunOptions, RunSpec, execute_locked, prepare
 
     if cpu_threads:
         torch.set_num_threads(cpu_threads)
@@ -49,7 +49,8 @@ def _run_in_worker(spec_fields: dict[str, Any], out: str, data_dir: str | None, 
     data_path = Path(data_dir) if data_dir else None
     options = RunOptions(out_dir=Path(out), data_dir=data_path, device=device, resume=True,
                          checkpoint_every_s=checkpoint_every_s, quiet=True)
-    record = execute(prepare(spec, options, _corpus(spec.dataset, data_path)), options)
+    # One writer per run folder: a run another process is writing is this task's error.
+    record = execute_locked(prepare(spec, options, _corpus(spec.dataset, data_path)), options)
     return {"status": record["status"], "steps": record["budget"]["steps"],
             "reason": record["reason"], "metrics": record["metrics"]}
 

@@ -7,10 +7,15 @@ column's best value is marked only where its interval separates it from every ot
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import math
+import os
 import re
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +59,57 @@ def find_records(directory: Path) -> list[dict[str, Any]]:
         except GanbenchError as err:
             errors.append(str(err))
             continue
+        problem = record_shape_problem(record)
+        if problem:
+            errors.append(f"{path}: {problem}")
+            continue
         record["_path"] = str(path)
         loaded.append(record)
     if errors:
-        raise GanbenchError("bad record(s), no report written:\n  " + "\n  ".join(errors))
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise GanbenchError(f"bad record, no report written: {errors[0]}{more}")
     if not loaded:
         raise GanbenchError(f"{directory}: no {RECORD_FILE} found under it")
     return loaded
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def record_shape_problem(record: dict[str, Any]) -> str | None:
+    """What is wrong with a record's shape for the tables and plots, or None. Names (variant,
+    label, dataset) may hold any text: they are rendered as data, never as markup or paths."""
+    budget, dataset = record["budget"], record["dataset"]
+    if not isinstance(record["variant"], str):
+        return "variant must be a string"
+    if record.get("label") is not None and not isinstance(record["label"], str):
+        return "label must be a string"
+    if not isinstance(dataset, dict) or not isinstance(dataset.get("name"), str):
+        return "dataset must be an object with a string name"
+    if isinstance(record["seed"], bool) or not isinstance(record["seed"], int):
+        return f"seed must be a whole number, not {record['seed']!r}"
+    if not isinstance(budget, dict) or not isinstance(budget.get("given"), str):
+        return "budget must be an object with a string 'given'"
+    if not _is_number(budget.get("amount")) or budget["amount"] <= 0:
+        return "budget amount must be a positive number"
+    for key in ("seconds", "steps"):
+        if budget.get(key) is not None and not _is_number(budget[key]):
+            return f"budget {key} must be a number"
+    samples = record.get("samples", [])
+    if not isinstance(samples, list) or not all(isinstance(s, str) for s in samples):
+        return "samples must be a list of strings"
+    curve = record.get("curve", [])
+    if not isinstance(curve, list) or not all(isinstance(p, dict) for p in curve):
+        return "curve must be a list of objects"
+    for point in curve:
+        for name, value in point.items():
+            if value is not None and not _is_number(value):
+                return f"curve value {name} is not a finite number: {value!r}"
+    if record.get("run") is not None and not isinstance(record["run"], str):
+        return "run must be a string"
+    return None
 
 
 def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -152,9 +201,51 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_report(directory: Path, out: Path | None = None, plots: bool = True) -> list[Path]:
-    records = find_records(directory)
+    """Every record checked first; then all outputs rendered into a hidden staging folder
+    inside ``out`` and moved into place only once all of them exist (never a partial report)."""
+    from bench.guards import check_output_folder
+
     out = Path(out) if out else Path(directory)
+    check_output_folder(out, "report folder")
+    records = find_records(directory)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        with _staging_folder(out) as staging:
+            staged = _render_report(records, staging, plots)
+            return _publish(staged, staging, out)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only if still empty: nothing was published
+        raise
+
+
+@contextlib.contextmanager
+def _staging_folder(out: Path) -> Iterator[Path]:
+    staging = Path(tempfile.mkdtemp(dir=out, prefix=".report-staging-"))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(staged: list[Path], staging: Path, out: Path) -> list[Path]:
+    """Move the staged files into out (each rename atomic), with the user's umask."""
+    from bench.records import fsync_folder, umask_mode
+
+    published = []
+    for path in staged:
+        target = out / path.relative_to(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, umask_mode())
+        os.replace(path, target)
+        published.append(target)
+    fsync_folder(out)
+    return published
+
+
+def _render_report(records: list[dict[str, Any]], out: Path, plots: bool) -> list[Path]:
     table = summary_table(records_frame(records))
     shown = display_table(table)
     written = []
@@ -204,4 +295,15 @@ def load_train_log(record: dict[str, Any]) -> list[dict[str, Any]]:
     path = Path(record["_path"]).parent / "train_log.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict):
+            raise GanbenchError(f"{path}: line {number} is not a JSON object; no report written")
+        rows.append(row)
+    return rows

@@ -7,6 +7,7 @@ either no record or its previous complete one, plus a checkpoint to resume from.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -23,9 +24,9 @@ from typing import Any
 
 import torch
 
-from bench import distributed, records
+from bench import distributed, guards, locks, records
 from bench.budget import Budget, BudgetClock
-from bench.checkpoint import load_state, save_state
+from bench.checkpoint import check_fits, clean_stale_temporaries, load_state, save_state
 from bench.config import build_config, config_to_dict
 from bench.corpora import Corpus, load_corpus
 from bench.distributed import World
@@ -87,24 +88,25 @@ class RunOptions:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    usage = "use auto, cpu, cuda or cuda:N"
     try:
         device = torch.device(name)
-    except RuntimeError:
-        raise GanbenchError(f"bad device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    except (RuntimeError, ValueError):
+        raise GanbenchError(f"bad device {name!r}: {usage}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise GanbenchError(f"device {name!r} is not supported: {usage}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise GanbenchError(f"device {name!r} asked for, but CUDA is not available here")
+    if device.type == "cuda" and device.index is not None \
+            and device.index >= torch.cuda.device_count():
+        raise GanbenchError(f"device {name!r}: this machine has {torch.cuda.device_count()} "
+                            f"CUDA device(s)")
     return device
 
 
 def check_writable(directory: Path) -> None:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".ganbench-write-probe-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise GanbenchError(f"cannot write to output folder {directory}: "
-                            f"{err.strerror or err}") from None
+    """Refuses an output folder that is a file or cannot be written; creates nothing."""
+    guards.check_output_folder(directory)
 
 
 @dataclass
@@ -124,9 +126,13 @@ def prepare(spec: RunSpec, options: RunOptions, corpus: Corpus | None = None) ->
     """Validate every input; raises GanbenchError before anything is written."""
     variant_class = get_variant(spec.variant)
     budget = Budget.parse(spec.budget)
-    if isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0:
-        raise GanbenchError(f"bad seed {spec.seed!r}: use a whole number >= 0")
+    guards.check_seed(spec.seed)
+    guards.check_train_subsample(spec.train_subsample)
+    # 0 = a checkpoint after every step
+    guards.check_positive_seconds(options.checkpoint_every_s, "checkpoint interval",
+                                  allow_zero=True)
     eval_config = build_config(EvalConfig, spec.evaluation)
+    guards.check_eval_config(eval_config)
     world = distributed.requested_world()
     if world.size > 1 and not getattr(variant_class, "data_parallel", False):
         raise GanbenchError(f"variant {spec.variant!r} does not train data-parallel; run it in "
@@ -138,8 +144,10 @@ def prepare(spec: RunSpec, options: RunOptions, corpus: Corpus | None = None) ->
         corpus = load_corpus(spec.dataset, options.data_dir)
     if spec.train_subsample:
         corpus = corpus.subsample_train(spec.train_subsample, seed=spec.seed)
+    guards.check_corpus_size(corpus)
     config = build_config(variant_class.Config, spec.overrides,
                           base=variant_class.corpus_defaults(corpus))
+    guards.check_config(config)
     check_writable(options.out_dir)
     return PreparedRun(spec, variant_class, config, eval_config, budget, corpus, device,
                        options.out_dir / spec.run_name(), world)
@@ -249,6 +257,8 @@ def execute(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
         if written_by != world.size:
             raise GanbenchError(f"{checkpoint_path}: written by {written_by} process(es), not "
                                 f"{world.size}; resume with as many or use --no-resume")
+        check_fits(checkpoint_path, state,
+                   _shared_state(variant) if world.size > 1 else variant.state_dict())
         variant_state, random_state = state["variant"], state
         if world.size > 1:
             random_state = state["ranks"][world.rank]
@@ -327,6 +337,9 @@ def execute(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
     finally:
         bar.close()
         log_handle.close()
+    if status == "ok":
+        # Evaluation is the longest phase: a run killed during it resumes here, untrained.
+        _save_checkpoint(run, variant, clock)
     train_seconds = clock.elapsed()
 
     ranks_in_sync = None
@@ -395,8 +408,42 @@ def execute(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
     return record
 
 
+def try_claim_run_dir(run: PreparedRun):
+    """A context holding the run folder's lock (bench/locks.py), with the temporaries of killed
+    writes cleaned once it is held; None when another process holds it. Only the process that
+    writes the folder locks it (rank 0 under torchrun)."""
+    if not run.world.is_main:
+        return contextlib.nullcontext()
+    lock = locks.try_lock(run.run_dir)
+    return None if lock is None else _holding(lock)
+
+
+@contextlib.contextmanager
+def _holding(lock: locks.RunLock):
+    try:
+        clean_stale_temporaries(lock.run_dir)
+        yield lock
+    finally:
+        lock.release()
+
+
+def claim_run_dir(run: PreparedRun):
+    """try_claim_run_dir, or one line (RunLocked) if another process is writing the run."""
+    claim = try_claim_run_dir(run)
+    if claim is None:
+        raise locks.RunLocked(f"{run.run_dir}: another ganbench process is writing this run "
+                              f"now; wait for it to finish")
+    return claim
+
+
+def execute_locked(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
+    """execute() as the run folder's only writer; RunLocked if another process has it."""
+    with claim_run_dir(run):
+        return execute(run, options)
+
+
 def run_one(spec: RunSpec, options: RunOptions, corpus: Corpus | None = None) -> dict[str, Any]:
-    return execute(prepare(spec, options, corpus), options)
+    return execute_locked(prepare(spec, options, corpus), options)
 
 
 def remove_run(run_dir: Path) -> None:

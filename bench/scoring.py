@@ -13,6 +13,17 @@ from bench.evaluation import BLEU_ORDERS, text_metrics
 from bench.text import Tokenization
 
 
+def check_oracle_samples(tokenized: list[list[str]], path: Path) -> None:
+    """Samples scored against the oracle must be its token ids: integers in 0..VOCAB_SIZE-1."""
+    from bench.oracle import VOCAB_SIZE
+
+    for line, tokens in enumerate(tokenized, start=1):
+        for token in tokens:
+            if not (token.isascii() and token.isdigit()) or int(token) >= VOCAB_SIZE:
+                raise GanbenchError(f"{path}: sample {line} holds {token[:20]!r}, not an oracle "
+                                    f"token id (0..{VOCAB_SIZE - 1})")
+
+
 def score_file(samples_path: Path, dataset: str | None = None, refs: Path | None = None,
                data_dir: Path | None = None, with_disc_acc: bool = False, seed: int = 0
                ) -> dict[str, Any]:
@@ -36,6 +47,8 @@ def score_file(samples_path: Path, dataset: str | None = None, refs: Path | None
     if with_disc_acc and corpus is None:
         raise GanbenchError("--disc-acc needs --dataset (it trains on the training split)")
     tokenized = tokenization.tokenize_all(samples)
+    if corpus is not None and corpus.is_oracle:
+        check_oracle_samples(tokenized, samples_path)
     holder = corpus or Corpus("refs", references, references, tokenization)
     result: dict[str, Any] = {"samples": len(samples), "references": len(references),
                               "orders": list(BLEU_ORDERS)}

@@ -22,9 +22,15 @@ except ModuleNotFoundError:  # Python 3.10
 from bench.corpora import load_corpus
 from bench.errors import GanbenchError
 from bench.evaluation import EvalConfig
+from bench.guards import (
+    check_output_folder,
+    check_positive_seconds,
+    check_seed,
+    check_train_subsample,
+)
 from bench.records import RECORD_FILE, load_record
 from bench.registry import discover
-from bench.runner import RunOptions, RunSpec, execute, prepare
+from bench.runner import PreparedRun, RunOptions, RunSpec, execute, prepare, try_claim_run_dir
 
 SUITE_KEYS = {"name", "description", "variants", "datasets", "seeds", "budgets",
               "evaluation", "config", "train_subsample", "checkpoint_every", "runs", "label"}
@@ -114,8 +120,10 @@ def load_suite(name_or_file: str) -> Suite:
         raise GanbenchError(f"{path}: the suite holds no runs")
     validate_specs(specs, str(path))
     every = data.get("checkpoint_every", 60.0)
-    if not isinstance(every, (int, float)) or every <= 0:
-        raise GanbenchError(f"{path}: checkpoint_every must be a positive number of seconds")
+    try:
+        check_positive_seconds(every, "checkpoint_every")
+    except GanbenchError as err:
+        raise GanbenchError(f"{path}: {err}") from None
     return Suite(str(data.get("name", path.stem)), specs, str(data.get("description", "")),
                  float(every), path)
 
@@ -131,6 +139,8 @@ def validate_specs(specs: list[RunSpec], where: str) -> None:
             raise GanbenchError(f"{where}: unknown variant {spec.variant!r}; registered are "
                                 f"{', '.join(sorted(variants))}")
         try:
+            check_seed(spec.seed)
+            check_train_subsample(spec.train_subsample)
             Budget.parse(spec.budget)
             build_config(variants[spec.variant].Config, spec.overrides)
             build_config(EvalConfig, spec.evaluation)
@@ -148,30 +158,50 @@ def record_complete(run_dir: Path) -> bool:
         return False
 
 
+def prepare_all(suite: Suite, options: RunOptions, data_dir: Path | None
+                ) -> list[PreparedRun]:
+    """Every run checked (corpus, config, sizes) before the first one writes anything; each
+    corpus is read once."""
+    corpora: dict[str, Any] = {}
+    prepared = []
+    for spec in suite.runs:
+        if spec.dataset not in corpora:
+            corpora[spec.dataset] = load_corpus(spec.dataset, data_dir)
+        try:
+            prepared.append(prepare(spec, options, corpora[spec.dataset]))
+        except GanbenchError as err:
+            raise GanbenchError(f"{spec.run_name()}: {err}") from None
+    return prepared
+
+
 def run_suite(name_or_file: str, out: Path, data_dir: Path | None = None, device: str = "auto",
               executor: str = "local", quiet: bool = False) -> int:
     suite = load_suite(name_or_file)
     out = Path(out)
+    check_output_folder(out)
     if executor == "ray":
         from bench.ray_executor import run_suite_on_ray
 
         return run_suite_on_ray(suite, out, data_dir=data_dir, device=device)
-    corpora: dict[str, Any] = {}
-    total = len(suite.runs)
+    options = RunOptions(out_dir=out, data_dir=data_dir, device=device, resume=True,
+                         checkpoint_every_s=suite.checkpoint_every_s, quiet=quiet)
+    prepared = prepare_all(suite, options, data_dir)
+    total = len(prepared)
     failures = 0
     started = time.perf_counter()
-    for index, spec in enumerate(suite.runs, start=1):
-        run_dir = out / spec.run_name()
-        label = f"[{index}/{total}] {spec.run_name()}"
-        if record_complete(run_dir):
-            print(f"{label}: complete, skipped", file=sys.stderr, flush=True)
+    for index, run in enumerate(prepared, start=1):
+        label = f"[{index}/{total}] {run.spec.run_name()}"
+        claim = try_claim_run_dir(run)
+        if claim is None:
+            print(f"{label}: another process is running it, skipped", file=sys.stderr,
+                  flush=True)
             continue
-        if spec.dataset not in corpora:
-            corpora[spec.dataset] = load_corpus(spec.dataset, data_dir)
-        options = RunOptions(out_dir=out, data_dir=data_dir, device=device, resume=True,
-                             checkpoint_every_s=suite.checkpoint_every_s, quiet=quiet)
-        print(f"{label}: running ({total - index} after it)", file=sys.stderr, flush=True)
-        record = execute(prepare(spec, options, corpora[spec.dataset]), options)
+        with claim:
+            if record_complete(run.run_dir):
+                print(f"{label}: complete, skipped", file=sys.stderr, flush=True)
+                continue
+            print(f"{label}: running ({total - index} after it)", file=sys.stderr, flush=True)
+            record = execute(run, options)
         if record["status"] != "ok":
             failures += 1
         metrics = record["metrics"]

