@@ -22,7 +22,7 @@ except ModuleNotFoundError:  # Python 3.10
 from bench.corpora import load_corpus
 from bench.errors import GanbenchError
 from bench.evaluation import EvalConfig
-from bench.records import RECORD_FILE, load_record
+from bench.records import record_complete
 from bench.registry import discover
 from bench.runner import RunOptions, RunSpec, execute, prepare
 
@@ -138,14 +138,6 @@ def validate_specs(specs: list[RunSpec], where: str) -> None:
             raise GanbenchError(f"{prefix}: {err}") from None
         if spec.dataset not in (ORACLE_NAME, *NAMED_CORPORA) and not Path(spec.dataset).exists():
             raise GanbenchError(f"{prefix}: unknown corpus {spec.dataset!r}")
-
-
-def record_complete(run_dir: Path) -> bool:
-    try:
-        load_record(run_dir / RECORD_FILE)
-        return True
-    except GanbenchError:
-        return False
 
 
 def run_suite(name_or_file: str, out: Path, data_dir: Path | None = None, device: str = "auto",
