@@ -49,7 +49,9 @@ def variant_colours(labels: list[str]) -> dict[str, Any]:
     from matplotlib import colormaps
 
     ordered = sorted(set(labels))
-    palette = colormaps["tab10" if len(ordered) <= 10 else "tab20"].colors
+    # tab10, then Dark2: 18 colours apart from each other (tab20's pairs of one hue read as one
+    # variant).
+    palette = list(colormaps["tab10"].colors) + list(colormaps["Dark2"].colors)
     return {label: palette[i % len(palette)] for i, label in enumerate(ordered)}
 
 
@@ -249,7 +251,8 @@ def _metric_bars(plt, table: pd.DataFrame, dataset: str, plot_dir: Path, short: 
     axes[0][0].set_ylim(-0.6, len(names) - 0.4)
     note = "mean and 95% interval over seeds"
     if "nll_test_per_word" in table and table["nll_test_per_word"].notna().any():
-        note += "; NLL_test counts the model's own tokens (BPE for GPT-2 rows)"
+        note += ("; NLL_test is per model token: rows that tokenize differently do not "
+                 "compare (nll_test_per_word does)")
     fig.suptitle(f"{dataset}: {note}", fontsize=10)
     fig.tight_layout()
     path = _save(fig, plot_dir / f"metrics_{dataset}.png")
