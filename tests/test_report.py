@@ -203,3 +203,23 @@ def test_the_projects_metrics_doc_is_the_spec():
     if not spec.exists():
         pytest.skip("no ../shared/METRICS.md beside this checkout")
     assert (root / "docs" / "METRICS.md").read_text() == spec.read_text()
+
+
+def test_a_budget_sweep_gets_its_figure_and_one_budget_none(tmp_path, capsys):
+    records = []
+    for amount in (10, 100):
+        for seed in range(2):
+            record = fake_record("a", seed, 0.1 + amount / 1000)
+            record["budget"] = {"given": f"{amount}steps", "amount": amount, "kind": "steps",
+                                "steps": amount}
+            record["run"] = f"a__coco__{amount}steps__seed{seed}"
+            records.append(record)
+    write_runs(tmp_path / "sweep", records)
+    write_runs(tmp_path / "single", [fake_record("a", s, 0.3) for s in range(2)])
+    assert main(["report", str(tmp_path / "sweep")]) == 0
+    assert main(["report", str(tmp_path / "single")]) == 0
+    capsys.readouterr()
+    assert (tmp_path / "sweep" / "plots" / "budget_coco.png").stat().st_size > 1000
+    assert not (tmp_path / "single" / "plots" / "budget_coco.png").exists()
+    # no training logs in these records: no training figure rather than an empty one
+    assert not (tmp_path / "single" / "plots" / "training_coco.png").exists()
