@@ -188,6 +188,14 @@ class GPT2MLE(Variant):
 
     # -- evaluation -----------------------------------------------------------------------
 
+    def utf8_guard(self):
+        """Built once: evaluation samples are whole UTF-8 characters (primitives.utf8_guard)."""
+        if not hasattr(self, "_utf8_guard"):
+            from baselines.primitives.utf8_guard import Utf8Guard
+
+            self._utf8_guard = Utf8Guard.for_tokenizer(self.tokenizer, self.device)
+        return self._utf8_guard
+
     def sample(self, n: int, temperature: float, seed: int) -> list[str]:
         rng = torch.Generator(device=self.device).manual_seed(seed)
         self.generator.eval()
@@ -195,7 +203,8 @@ class GPT2MLE(Variant):
         for start in range(0, n, self.config.sample_batch_size):
             prompts = self.bos_prompts(min(self.config.sample_batch_size, n - start))
             samples = self.hf.sample_tokens(self.generator, prompts, self.max_new_tokens,
-                                            self.eos_id, temperature, rng, self.banned_ids)
+                                            self.eos_id, temperature, rng, self.banned_ids,
+                                            utf8_guard=self.utf8_guard())
             texts.extend(text.strip() for text in self.hf.decode_samples(self.tokenizer, samples))
         return texts
 

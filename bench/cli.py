@@ -6,7 +6,9 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.errors import GanbenchError
 
@@ -28,7 +30,59 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                              "several runs share the cores)")
 
 
-def _build_parser() -> argparse.ArgumentParser:
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
+                     argparse.RawDescriptionHelpFormatter):
+    """Defaults after each option's help (unless it says its own, or there is none to say);
+    the catalogue epilogs keep their line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, [], argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
+@dataclass(frozen=True)
+class CorpusKind:
+    """What ``Variant.corpus_defaults`` reads of a corpus: only whether it is the oracle."""
+
+    is_oracle: bool
+
+
+def oracle_defaults(variant: Any) -> dict[str, Any]:
+    """The config values a variant takes on the oracle instead of its dataclass defaults."""
+    try:
+        return dict(variant.corpus_defaults(CorpusKind(is_oracle=True)))
+    except AttributeError:  # a third-party variant that reads more of the corpus
+        return {}
+
+
+def variants_epilog() -> str:
+    from bench.registry import discover
+
+    lines = ["variants (every config field and default: ganbench list):"]
+    for name, variant in sorted(discover().items()):
+        lines.append(f"  {name}: {variant.description}")
+    return "\n".join(lines)
+
+
+def suites_epilog() -> str:
+    from bench.suite import shipped_suites
+
+    lines = ["shipped suites (bench/suites/):"]
+    for name, path in shipped_suites().items():
+        description = ""
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("description"):
+                description = line.split("=", 1)[1].strip().strip('"')
+                break
+        lines.append(f"  {name}: {description}")
+    return "\n".join(lines)
+
+
+def _build_parser(catalogues: bool = False) -> argparse.ArgumentParser:
+    """``catalogues``: list the variants and suites in --help (imports every variant, so only
+    when help is asked for)."""
     from bench.evaluation import EvalConfig
 
     parser = _Parser(prog="ganbench", description=(
@@ -38,12 +92,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("list", help="variants with their config fields, and corpora")
 
-    run = commands.add_parser("run", help="train one variant on one corpus within a budget")
-    run.add_argument("--variant", required=True)
+    run = commands.add_parser("run", help="train one variant on one corpus within a budget",
+                              formatter_class=_HelpFormatter,
+                              epilog=variants_epilog() if catalogues else None)
+    run.add_argument("--variant", required=True, help="a registered variant (listed below)")
     run.add_argument("--dataset", required=True,
                      help="oracle, coco, news, chinese_poems, or a path to a text file/folder")
     run.add_argument("--budget", required=True, help="30s, 10min, 2000steps or 1e13flops")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
     run.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of run dirs")
     run.add_argument("--set", dest="overrides", action="append", default=[],
                      metavar="FIELD=VALUE", help="override a variant config field (repeatable)")
@@ -80,11 +136,15 @@ def _build_parser() -> argparse.ArgumentParser:
     score.add_argument("--seed", type=int, default=0)
 
     suite = commands.add_parser("suite", help="run a suite file (variants x corpora x seeds x "
-                                              "budgets); re-running resumes")
-    suite.add_argument("suite", help="a shipped suite name (smoke, standard, gpu) or a file")
-    suite.add_argument("--out", type=Path, required=True)
-    suite.add_argument("--executor", default="local", choices=["local", "ray"])
-    suite.add_argument("--quiet", action="store_true")
+                                              "budgets); re-running resumes",
+                                formatter_class=_HelpFormatter,
+                                epilog=suites_epilog() if catalogues else None)
+    suite.add_argument("suite", help="a shipped suite name (listed below) or a TOML file")
+    suite.add_argument("--out", type=Path, required=True,
+                       help="folder of the run folders and the report")
+    suite.add_argument("--executor", default="local", choices=["local", "ray"],
+                       help="local: one run after another; ray: runs as Ray tasks")
+    suite.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_run_arguments(suite)
     return parser
 
@@ -95,10 +155,15 @@ def cmd_list() -> int:
     from bench.evaluation import EvalConfig
     from bench.registry import discover
 
+    print("Config defaults; where the oracle takes another value, it is shown as 'oracle: X'.")
     for name, variant in sorted(discover().items()):
         print(f"{name}: {variant.description}")
+        on_oracle = oracle_defaults(variant)
         for row in describe_fields(variant.Config):
-            print(f"    {row['name']} ({row['type']}, default {row['default']}): {row['help']}")
+            default = row["default"]
+            if row["name"] in on_oracle:
+                default += f"; oracle: {on_oracle[row['name']]!r}"
+            print(f"    {row['name']} ({row['type']}, default {default}): {row['help']}")
     print("evaluation settings (--eval FIELD=VALUE):")
     for row in describe_fields(EvalConfig):
         print(f"    {row['name']} ({row['type']}, default {row['default']}): {row['help']}")
@@ -174,8 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     # Hub look-ups hang for 46 s before failing offline; nothing here needs the hub unless a
     # user names a hub model, and then they set HF_HUB_OFFLINE=0 themselves.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    parser = _build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else argv
+    parser = _build_parser(catalogues=bool({"-h", "--help"} & set(arguments)))
+    args = parser.parse_args(arguments)
     handlers = {"list": lambda: cmd_list(), "run": lambda: cmd_run(args),
                 "report": lambda: cmd_report(args), "score": lambda: cmd_score(args),
                 "suite": lambda: cmd_suite(args)}

@@ -15,7 +15,7 @@ import numpy as np
 from bench.config import field
 from bench.corpora import Corpus
 from bench.errors import GanbenchError
-from bench.text import Tokenization
+from bench.text import Tokenization, one_line
 from bench.variant import Variant
 
 BLEU_ORDERS = (2, 3, 4, 5)
@@ -76,7 +76,7 @@ def evaluate_variant(variant: Variant, corpus: Corpus, settings: EvalConfig, see
 
     note("sampling")
     started = time.perf_counter()
-    samples = variant.sample(num_samples, 1.0, eval_seed)
+    samples = [one_line(s) for s in variant.sample(num_samples, 1.0, eval_seed)]
     timings["sample_seconds"] = time.perf_counter() - started
     tokenized = corpus.tokenization.tokenize_all(samples)
     generated_tokens = sum(len(s) + 1 for s in tokenized)  # + EOS, as in training

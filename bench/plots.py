@@ -1,4 +1,10 @@
-"""PNG plots of a report: quality-diversity curves, metric vs budget, training curves."""
+"""PNG plots of a report: quality-diversity curves, metric vs budget, metric bars, training curves.
+
+Every figure of one report gives a variant (a row label) the same colour, names it by its short
+label (bench.labels; the full labels are in the report's caption table), keeps its legend outside
+the axes, says on each metric axis which way is better, and draws 95% intervals over seeds where
+there are several ("1 seed" where there is one). Panels without data are not drawn.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,27 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.labels import full_label, short_labels
+from bench.records import load_train_log
+from bench.stats import t_half_width
+
 if TYPE_CHECKING:
     import pandas as pd
+
+HIGHER = "↑ higher is better"
+LOWER = "↓ lower is better"
+# Axis names of the metrics plotted, with the direction that is better (METRICS.md).
+AXIS_LABELS = {
+    "bleu_5": f"BLEU-5, quality ({HIGHER})",
+    "self_bleu_5": f"Self-BLEU-5, lack of diversity ({LOWER})",
+    "nll_oracle": f"NLL_oracle, quality ({LOWER})",
+    "nll_test": f"NLL_test, nats/token ({LOWER})",
+    "disc_acc": "disc_acc (closer to 0.5 is better)",
+}
+# train/phase of the phased variants (lstm_gan, seqgan, gpt2_bert_gan); rows without one are MLE.
+PHASE_MLE, PHASE_DISC_PRETRAIN, PHASE_ADVERSARIAL = 0.0, 1.0, 2.0
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+DPI = 100
 
 
 def _pyplot():
@@ -19,16 +44,77 @@ def _pyplot():
     return plt
 
 
-def _mean_curve(runs: list[dict[str, Any]], x: str, y: str) -> tuple[list[float], list[float]]:
+def variant_colours(labels: list[str]) -> dict[str, Any]:
+    """One colour per row label, the same in every figure of a report."""
+    from matplotlib import colormaps
+
+    ordered = sorted(set(labels))
+    # tab10, then Dark2: 18 colours apart from each other (tab20's pairs of one hue read as one
+    # variant).
+    palette = list(colormaps["tab10"].colors) + list(colormaps["Dark2"].colors)
+    return {label: palette[i % len(palette)] for i, label in enumerate(ordered)}
+
+
+def seeds_note(n: int) -> str:
+    return "1 seed" if n == 1 else f"{n} seeds"
+
+
+def mean_curve(runs: list[dict[str, Any]], x: str, y: str) -> list[dict[str, float]]:
+    """Per temperature: mean x and y over the runs (seeds), their 95% half-widths, and n."""
     points: dict[float, list[tuple[float, float]]] = defaultdict(list)
     for r in runs:
         for p in r.get("curve") or []:
             if p.get(x) is not None and p.get(y) is not None:
                 points[p["temperature"]].append((p[x], p[y]))
-    temps = sorted(points)
-    xs = [sum(a for a, _ in points[t]) / len(points[t]) for t in temps]
-    ys = [sum(b for _, b in points[t]) / len(points[t]) for t in temps]
-    return xs, ys
+    out = []
+    for t in sorted(points):
+        xs = [a for a, _ in points[t]]
+        ys = [b for _, b in points[t]]
+        out.append({"temperature": t, "x": sum(xs) / len(xs), "y": sum(ys) / len(ys),
+                    "x_half": t_half_width(xs), "y_half": t_half_width(ys), "n": len(xs)})
+    return out
+
+
+def _save(fig, path: Path) -> Path:
+    # bbox "tight" grows the canvas to hold the legends placed outside the axes.
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    return path
+
+
+def _legend_outside(fig, ax) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.92), fontsize=8,
+                   frameon=False)
+
+
+class Series:
+    """The runs (seeds) of one table row: a label at a budget, drawn in its label's colour."""
+
+    def __init__(self, label: str, short: str, budget: str, runs: list[dict[str, Any]],
+                 colour: Any, marker: str, budget_in_name: bool):
+        self.label, self.short, self.budget, self.runs = label, short, budget, runs
+        self.colour, self.marker = colour, marker
+        self.row_name = f"{short} {budget}" if budget_in_name else short
+        self.name = f"{self.row_name} ({seeds_note(self.seeds)})"  # the legend entry
+
+    @property
+    def seeds(self) -> int:
+        return len({r["seed"] for r in self.runs})
+
+
+def _series_of(runs: list[dict[str, Any]], short: dict[str, str], colours: dict[str, Any]
+               ) -> list[Series]:
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in runs:
+        groups[(full_label(r), r["budget"]["given"])].append(r)
+    budgets = sorted({b for _, b in groups}, key=lambda b: min(
+        r["budget"]["amount"] for r in runs if r["budget"]["given"] == b))
+    out = []
+    for (label, budget), members in sorted(groups.items()):
+        out.append(Series(label, short[label], budget, members, colours[label],
+                          MARKERS[budgets.index(budget) % len(MARKERS)], len(budgets) > 1))
+    return out
 
 
 def write_plots(records: list[dict[str, Any]], summary: pd.DataFrame, out: Path) -> list[Path]:
@@ -36,114 +122,226 @@ def write_plots(records: list[dict[str, Any]], summary: pd.DataFrame, out: Path)
     plt = _pyplot()
     plot_dir = Path(out) / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
     ok = [r for r in records if r["status"] == "ok"]
+    short = short_labels(records)
+    colours = variant_colours([full_label(r) for r in records])
     by_dataset: dict[str, list[dict]] = defaultdict(list)
     for r in ok:
         by_dataset[r["dataset"]["name"]].append(r)
-
+    written: list[Path | None] = []
     for dataset, runs in sorted(by_dataset.items()):
-        by_variant: dict[str, list[dict]] = defaultdict(list)
-        for r in runs:
-            by_variant[f"{r.get('label') or r['variant']} {r['budget']['given']}"].append(r)
-        axes_specs = [("self_bleu_5", "bleu_5", "Self-BLEU-5 (lower = more diverse)",
-                       "BLEU-5 (higher = better quality)")]
-        if any(p.get("nll_oracle") is not None for r in runs for p in r.get("curve") or []):
-            axes_specs.append(("nll_test", "nll_oracle", "NLL_test (diversity)",
-                               "NLL_oracle (quality)"))
-        fig, axes = plt.subplots(1, len(axes_specs), figsize=(6 * len(axes_specs), 4.5),
-                                 squeeze=False)
-        for ax, (x, y, xlabel, ylabel) in zip(axes[0], axes_specs):
-            for label, variant_runs in sorted(by_variant.items()):
-                xs, ys = _mean_curve(variant_runs, x, y)
-                if xs:
-                    ax.plot(xs, ys, marker="o", label=label)
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(ylabel)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-        fig.suptitle(f"Quality-diversity over temperature: {dataset} (mean over seeds)")
-        fig.tight_layout()
-        path = plot_dir / f"curve_{dataset}.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        written.append(path)
-
-        budgets = {r["budget"]["given"] for r in runs}
-        if len(budgets) > 1:
-            fig, ax = plt.subplots(figsize=(6, 4.5))
-            for variant in sorted({r.get("label") or r["variant"] for r in runs}):
-                pts = defaultdict(list)
-                for r in runs:
-                    if (r.get("label") or r["variant"]) == variant and \
-                            r["metrics"].get("bleu_5") is not None:
-                        pts[r["budget"]["amount"]].append(r["metrics"]["bleu_5"])
-                xs = sorted(pts)
-                ax.plot(xs, [sum(pts[x]) / len(pts[x]) for x in xs], marker="o", label=variant)
-            ax.set_xscale("log")
-            ax.set_xlabel("budget")
-            ax.set_ylabel("BLEU-5")
-            ax.legend(fontsize=8)
-            ax.set_title(f"BLEU-5 vs budget: {dataset}")
-            fig.tight_layout()
-            path = plot_dir / f"budget_{dataset}.png"
-            fig.savefig(path, dpi=90)
-            plt.close(fig)
-            written.append(path)
-
+        series = _series_of(runs, short, colours)
+        written.append(_curve_figure(plt, series, dataset, plot_dir))
+        if len({r["budget"]["given"] for r in runs}) > 1:
+            written.append(_budget_figure(plt, series, dataset, plot_dir))
         rows = summary[summary["dataset"] == dataset].reset_index(drop=True)
-        path = _metric_bars(plt, rows, dataset, plot_dir)
-        if path is not None:
-            written.append(path)
+        written.append(_metric_bars(plt, rows, dataset, plot_dir, short, colours))
+        written.append(_training_figure(plt, series, dataset, plot_dir))
+    return [path for path in written if path is not None]
 
-        from bench.report import load_train_log
 
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-        drew = False
-        for label, variant_runs in sorted(by_variant.items()):
-            log = load_train_log(variant_runs[0])  # first seed: a training curve, not a mean
-            steps = [row["step"] for row in log]
-            for ax, key in zip(axes, ("train/g_loss", "train/d_acc")):
-                values = [row.get(key) for row in log]
-                if any(v is not None for v in values):
-                    ax.plot(steps, values, label=label)
-                    drew = True
-        for ax, key in zip(axes, ("train/g_loss", "train/d_acc")):
-            ax.set_xlabel("step")
-            ax.set_ylabel(key)
-            ax.grid(alpha=0.3)
-            if ax.lines:
-                ax.legend(fontsize=8)
-        fig.suptitle(f"Training curves: {dataset} (seed of the first run)")
-        fig.tight_layout()
-        if drew:
-            path = plot_dir / f"training_{dataset}.png"
-            fig.savefig(path, dpi=90)
-            written.append(path)
+def _curve_figure(plt, series: list[Series], dataset: str, plot_dir: Path) -> Path | None:
+    """Quality against diversity over the temperature grid; T written at every point."""
+    specs = [("self_bleu_5", "bleu_5")]
+    if any(p.get("nll_oracle") is not None for s in series for r in s.runs
+           for p in r.get("curve") or []):
+        specs.append(("nll_test", "nll_oracle"))
+    curves = [[(s, mean_curve(s.runs, x, y)) for s in series] for x, y in specs]
+    panels = [(spec, drawn) for spec, drawn in zip(specs, curves) if any(c for _, c in drawn)]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.8), squeeze=False)
+    for ax, ((x, y), drawn) in zip(axes[0], panels):
+        for s, points in drawn:
+            if not points:
+                continue
+            xs, ys = [p["x"] for p in points], [p["y"] for p in points]
+            errors = s.seeds > 1
+            ax.errorbar(xs, ys, xerr=[p["x_half"] for p in points] if errors else None,
+                        yerr=[p["y_half"] for p in points] if errors else None,
+                        color=s.colour, marker=s.marker, markersize=4, linewidth=1.3,
+                        elinewidth=0.7, capsize=2, alpha=0.9, label=s.name)
+            for p in points:
+                ax.annotate(f"T={p['temperature']:g}", (p["x"], p["y"]), fontsize=6.5,
+                            color=s.colour, xytext=(3, 3), textcoords="offset points")
+        x_label = "NLL_test, diversity (↓ lower is better)" if x == "nll_test" else AXIS_LABELS[x]
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(AXIS_LABELS[y])
+        ax.grid(alpha=0.3)
+    _legend_outside(fig, axes[0][0])
+    fig.suptitle(f"{dataset}: quality against diversity over sampling temperature T "
+                 "(mean over seeds, 95% interval bars)")
+    fig.tight_layout()
+    path = _save(fig, plot_dir / f"curve_{dataset}.png")
+    plt.close(fig)
+    return path
+
+
+def _budget_figure(plt, series: list[Series], dataset: str, plot_dir: Path) -> Path | None:
+    by_label: dict[str, list[Series]] = defaultdict(list)
+    for s in series:
+        by_label[s.label].append(s)
+    fig, ax = plt.subplots(figsize=(6.2, 4.5))
+    for members in by_label.values():
+        points = []
+        for s in members:
+            values = [r["metrics"]["bleu_5"] for r in s.runs
+                      if r["metrics"].get("bleu_5") is not None]
+            if values:
+                points.append((s.runs[0]["budget"]["amount"], sum(values) / len(values),
+                               t_half_width(values), len(values)))
+        if not points:
+            continue
+        points.sort()
+        seeds = {n for *_, n in points}
+        ax.errorbar([p[0] for p in points], [p[1] for p in points],
+                    yerr=[0.0 if p[2] != p[2] else p[2] for p in points], marker="o",
+                    color=members[0].colour, capsize=2,
+                    label=f"{members[0].short} ({seeds_note(min(seeds))})")
+    if not ax.lines:
         plt.close(fig)
-    return written
+        return None
+    kind = series[0].runs[0]["budget"]["kind"]
+    ax.set_xscale("log")
+    ax.set_xlabel(f"budget ({kind}, log scale)")
+    ax.set_ylabel(AXIS_LABELS["bleu_5"])
+    ax.grid(alpha=0.3)
+    _legend_outside(fig, ax)
+    ax.set_title(f"{dataset}: BLEU-5 against budget")
+    fig.tight_layout()
+    path = _save(fig, plot_dir / f"budget_{dataset}.png")
+    plt.close(fig)
+    return path
 
 
-def _metric_bars(plt, table: pd.DataFrame, dataset: str, plot_dir: Path) -> Path | None:
-    """nll_test, BLEU-5, Self-BLEU-5 and disc_acc per row: mean with its 95% interval."""
+def _metric_bars(plt, table: pd.DataFrame, dataset: str, plot_dir: Path, short: dict[str, str],
+                 colours: dict[str, Any]) -> Path | None:
+    """nll_test, BLEU-5, Self-BLEU-5 and disc_acc per row: mean (dot) with its 95% interval.
+    Dots, not bars from zero: the rows differ by far less than their distance from zero."""
     metrics = [m for m in ("nll_test", "bleu_5", "self_bleu_5", "disc_acc")
                if m in table and table[m].notna().any()]
     if not metrics or len(table) < 2:
         return None
-    labels = [f"{v} {b}" for v, b in zip(table["variant"], table["budget"])]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.5 * len(labels) + 2),
-                             squeeze=False)
+    several_budgets = table["budget"].nunique() > 1
+    names = [short.get(v, v) + (f" {b}" if several_budgets else "")
+             for v, b in zip(table["variant"], table["budget"])]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics) + 2.5,
+                                                       0.42 * len(names) + 1.8),
+                             squeeze=False, sharey=True)
+    positions = list(range(len(names)))[::-1]  # first row on top
     for ax, metric in zip(axes[0], metrics):
-        means = table[metric]
-        errors = (table[f"{metric}_high"] - table[f"{metric}_low"]).fillna(0) / 2
-        ax.barh(range(len(labels)), means, xerr=errors, color="#1f77b4", alpha=0.8)
-        ax.set_yticks(range(len(labels)))
-        ax.set_yticklabels(labels if ax is axes[0][0] else [], fontsize=7)
-        ax.set_title(metric)
-        ax.grid(axis="x", alpha=0.3)
-    fig.suptitle(f"{dataset}: mean and 95% interval over seeds")
+        for y, (_, row) in zip(positions, table.iterrows()):
+            mean = row[metric]
+            if mean != mean:  # NaN: the metric does not apply to this row
+                continue
+            half = (row[f"{metric}_high"] - row[f"{metric}_low"]) / 2
+            ax.errorbar([mean], [y], xerr=[half] if half == half else None, fmt="o",
+                        color=colours.get(row["variant"], "grey"), capsize=3, markersize=6)
+            if int(row["seeds"]) == 1:
+                ax.annotate("1 seed", (mean, y), xytext=(5, 4), textcoords="offset points",
+                            fontsize=6.5, color="#444")
+        if metric == "disc_acc":
+            ax.axvline(0.5, color="black", linewidth=0.8, linestyle=":")
+            low, high = ax.get_xlim()
+            ax.set_xlim(max(low, -0.02), min(high, 1.02))  # an accuracy; t-intervals overrun
+        ax.set_title(AXIS_LABELS[metric], fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_yticks(positions)
+    axes[0][0].set_yticklabels(names, fontsize=8)
+    axes[0][0].set_ylim(-0.6, len(names) - 0.4)
+    note = "mean and 95% interval over seeds"
+    if "nll_test_per_word" in table and table["nll_test_per_word"].notna().any():
+        note += ("; NLL_test is per model token: rows that tokenize differently do not "
+                 "compare (nll_test_per_word does)")
+    fig.suptitle(f"{dataset}: {note}", fontsize=10)
     fig.tight_layout()
-    path = plot_dir / f"metrics_{dataset}.png"
-    fig.savefig(path, dpi=90)
+    path = _save(fig, plot_dir / f"metrics_{dataset}.png")
+    plt.close(fig)
+    return path
+
+
+def latest_attempt(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of the run's history: where a log's step goes back (a run restarted from an
+    earlier checkpoint, or from scratch, appends to the same file), the rows it replays are
+    dropped."""
+    kept: list[dict[str, Any]] = []
+    for row in log:
+        while kept and kept[-1]["step"] >= row["step"]:
+            kept.pop()
+        kept.append(row)
+    return kept
+
+
+def phase_segments(log: list[dict[str, Any]], keys: tuple[str, ...], x_key: str
+                   ) -> list[tuple[float, list[float], list[float]]]:
+    """(phase, xs, ys) for each unbroken run of rows of one phase that log one of ``keys`` (the
+    first present counts): a line never joins two phases, nor the two models of
+    synthetic_augmentation (its own phase key)."""
+    segments: list[tuple[float, list[float], list[float]]] = []
+    previous = None
+    for row in log:
+        phase = float(row.get("train/phase", PHASE_MLE))
+        where = (phase, row.get("train/phase_augmentation"))
+        value = next((row[k] for k in keys if row.get(k) is not None), None)
+        if value is None:
+            previous = None
+            continue
+        if where != previous:
+            segments.append((phase, [], []))
+            previous = where
+        segments[-1][1].append(row[x_key])
+        segments[-1][2].append(value)
+    return segments
+
+
+def _training_figure(plt, series: list[Series], dataset: str, plot_dir: Path) -> Path | None:
+    """The first seed of each row: MLE loss, adversarial generator loss and the variant's own
+    discriminator accuracy, each in its own panel (the losses are different quantities)."""
+    steps_budgets = all(s.runs[0]["budget"]["kind"] == "steps" for s in series)
+    x_key, x_label = ("step", "training step") if steps_budgets else (
+        "seconds", "training time (s)")
+    # GPT-2 variants log their losses under their own names.
+    panels = [
+        (("train/g_loss", "train/g_mle_loss"), {PHASE_MLE},
+         f"MLE phase: generator loss, nats/token ({LOWER})"),
+        (("train/g_loss", "train/g_pg_loss"), {PHASE_ADVERSARIAL},
+         f"adversarial phase: generator loss ({LOWER} for the generator;\n"
+         "each variant's own objective, not comparable across variants)"),
+        (("train/d_acc",), {PHASE_DISC_PRETRAIN, PHASE_ADVERSARIAL},
+         "variant's own discriminator accuracy (diagnostic;\n0.5 = it is fooled)"),
+    ]
+    drawn = []
+    for keys, phases, title in panels:
+        lines = []
+        for s in series:
+            log = latest_attempt(load_train_log(s.runs[0]))
+            for phase, xs, ys in phase_segments(log, keys, x_key):
+                if phase in phases:
+                    lines.append((s, xs, ys))
+        if lines:
+            drawn.append((title, lines))
+    if not drawn:
+        return None
+    fig, axes = plt.subplots(1, len(drawn), figsize=(5.4 * len(drawn), 4.3), squeeze=False)
+    for ax, (title, lines) in zip(axes[0], drawn):
+        labelled = set()
+        for s, xs, ys in lines:
+            name = s.row_name  # one seed is drawn: the legend gives no seed count
+            ax.plot(xs, ys, color=s.colour, linewidth=1.2, marker="." if len(xs) < 3 else None,
+                    label=None if name in labelled else name)
+            labelled.add(name)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(x_label)
+        ax.grid(alpha=0.3)
+    handles = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    ordered = sorted(handles)
+    fig.legend([handles[label] for label in ordered], ordered, loc="upper left",
+               bbox_to_anchor=(1.0, 0.9), fontsize=8, frameon=False)
+    fig.suptitle(f"{dataset}: training curves (first seed of each row)")
+    fig.tight_layout()
+    path = _save(fig, plot_dir / f"training_{dataset}.png")
     plt.close(fig)
     return path

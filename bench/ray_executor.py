@@ -84,8 +84,8 @@ def run_suite_on_ray(suite, out: Path, data_dir: Path | None = None, device: str
         import ray
     except ImportError:
         raise GanbenchError("--executor ray needs Ray: pip install 'ganbench[ray]'") from None
+    from bench.records import record_complete
     from bench.report import write_report
-    from bench.suite import record_complete
 
     out = Path(out).resolve()
     data_dir = Path(data_dir).resolve() if data_dir else None

@@ -147,3 +147,31 @@ def environment(device: torch.device) -> dict[str, Any]:
         "git_commit": git_commit(Path(__file__).resolve().parent),
     }
     return info
+
+
+def record_complete(run_dir: Path) -> bool:
+    """True where a run folder holds a complete, readable record (a finished run)."""
+    try:
+        load_record(Path(run_dir) / RECORD_FILE)
+        return True
+    except GanbenchError:
+        return False
+
+
+def load_train_log(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-step diagnostics beside a loaded record (its ``_path``); [] where there are none."""
+    path = Path(record["_path"]).parent / "train_log.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict):
+            raise GanbenchError(f"{path}: line {number} is not a JSON object; no report written")
+        rows.append(row)
+    return rows

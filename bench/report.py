@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import json
 import math
 import os
 import re
@@ -22,20 +21,24 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import GanbenchError
+from bench.labels import full_label, short_labels
 from bench.records import RECORD_FILE, load_record, write_text_atomic
+from bench.stats import t_half_width
 
 # Column -> +1 if higher is better, -1 if lower is better, 0 if neither (shown, never marked).
 METRIC_COLUMNS: dict[str, int] = {
     **{f"bleu_{n}": 1 for n in range(2, 6)},
     **{f"self_bleu_{n}": -1 for n in range(2, 6)},
     "nll_oracle": -1, "nll_test": -1, "nll_test_per_word": -1,
-    "disc_acc": -1,
+    "disc_acc": 0,  # ranked by closeness to 0.5 (METRIC_TARGETS), neither higher nor lower
     "sacrebleu": 1, "rouge_l": 1,
     **{f"distinct_{n}": 1 for n in range(1, 5)},
     "copy_rate": -1,
     "frechet_minilm": -1, "mauve": 1,
     "train_seconds": 0, "train_tokens_per_s": 0, "sample_tokens_per_s": 0,
 }
+# Metrics whose best value is a target, not an extreme: disc_acc is best at 0.5 (METRICS.md).
+METRIC_TARGETS: dict[str, float] = {"disc_acc": 0.5}
 GROUP_KEYS = ["dataset", "variant", "budget"]
 # Speed columns: they differ between any two runs, even of one deterministic steps budget.
 TIMING_METRICS = ("train_seconds", "train_tokens_per_s", "sample_tokens_per_s")
@@ -128,15 +131,6 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def t_half_width(values: pd.Series) -> float:
-    from scipy import stats
-
-    n = values.count()
-    if n < 2:
-        return math.nan
-    return float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n))
-
-
 def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per group: seeds, runs ok, and for each metric mean / low / high."""
     metrics = [c for c in METRIC_COLUMNS if c in frame.columns and frame[c].notna().any()]
@@ -157,25 +151,52 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _distance_interval(low: float, high: float, target: float) -> tuple[float, float]:
+    """The interval of |x - target| for x in [low, high]."""
+    far = max(abs(low - target), abs(high - target))
+    near = 0.0 if low <= target <= high else min(abs(low - target), abs(high - target))
+    return near, far
+
+
 def best_marks(table: pd.DataFrame) -> set[tuple[int, str]]:
-    """(row, metric) pairs whose interval is strictly better than every other's in the dataset."""
+    """(row, metric) pairs whose interval is strictly better than every other's in the dataset;
+    for a metric with a target (disc_acc), better is closer to the target."""
     marks = set()
     for metric, direction in METRIC_COLUMNS.items():
-        if direction == 0 or metric not in table:
+        if (direction == 0 and metric not in METRIC_TARGETS) or metric not in table:
             continue
         for _, group in table.groupby("dataset"):
             valid = group[group[metric].notna()]
             if len(valid) < 2 or valid[f"{metric}_low"].isna().any():
                 continue
-            best = valid[metric].idxmax() if direction > 0 else valid[metric].idxmin()
-            others = valid.drop(index=best)
-            if direction > 0:
-                separated = (valid.at[best, f"{metric}_low"] > others[f"{metric}_high"]).all()
+            if metric in METRIC_TARGETS:
+                target = METRIC_TARGETS[metric]
+                best = (valid[metric] - target).abs().idxmin()
+                near_far = {i: _distance_interval(valid.at[i, f"{metric}_low"],
+                                                  valid.at[i, f"{metric}_high"], target)
+                            for i in valid.index}
+                separated = all(near_far[best][1] < near_far[i][0] for i in valid.index
+                                if i != best)
             else:
-                separated = (valid.at[best, f"{metric}_high"] < others[f"{metric}_low"]).all()
+                best = valid[metric].idxmax() if direction > 0 else valid[metric].idxmin()
+                others = valid.drop(index=best)
+                if direction > 0:
+                    separated = (valid.at[best, f"{metric}_low"] >
+                                 others[f"{metric}_high"]).all()
+                else:
+                    separated = (valid.at[best, f"{metric}_high"] <
+                                 others[f"{metric}_low"]).all()
             if separated:
                 marks.add((best, metric))
     return marks
+
+
+def column_heading(metric: str) -> str:
+    """A metric's column name with the direction that is better: ↑, ↓, or →0.5."""
+    if metric in METRIC_TARGETS:
+        return f"{metric} →{METRIC_TARGETS[metric]:g}"
+    arrow = {1: " ↑", -1: " ↓"}.get(METRIC_COLUMNS.get(metric, 0), "")
+    return metric + arrow
 
 
 def _format_cell(mean: float, low: float, high: float) -> str:
@@ -187,17 +208,26 @@ def _format_cell(mean: float, low: float, high: float) -> str:
     return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"
 
 
-def display_table(table: pd.DataFrame) -> pd.DataFrame:
+def display_table(table: pd.DataFrame, short: dict[str, str] | None = None) -> pd.DataFrame:
+    """Formatted cells, best values in bold, headings with their direction; ``short`` maps a
+    row's full label to the name shown (bench.labels.short_labels)."""
     marks = best_marks(table)
     metrics = [c for c in METRIC_COLUMNS if c in table.columns]
     shown = table[GROUP_KEYS + ["seeds", "runs_ok"]].copy()
+    if short:
+        shown["variant"] = [short.get(v, v) for v in shown["variant"]]
     for metric in metrics:
         cells = []
         for index, row in table.iterrows():
             cell = _format_cell(row[metric], row[f"{metric}_low"], row[f"{metric}_high"])
             cells.append(f"**{cell}**" if (index, metric) in marks else cell)
-        shown[metric] = cells
+        shown[column_heading(metric)] = cells
     return shown
+
+
+def label_captions(short: dict[str, str]) -> list[tuple[str, str]]:
+    """(short, full) for every label shortened in the tables and plots."""
+    return sorted((name, full) for full, name in short.items() if name != full)
 
 
 def write_report(directory: Path, out: Path | None = None, plots: bool = True) -> list[Path]:
@@ -247,11 +277,18 @@ def _publish(staged: list[Path], staging: Path, out: Path) -> list[Path]:
 
 def _render_report(records: list[dict[str, Any]], out: Path, plots: bool) -> list[Path]:
     table = summary_table(records_frame(records))
-    shown = display_table(table)
+    short = short_labels(records)
+    shown = display_table(table, short)
     written = []
+    captions = label_captions(short)
     markdown = ("Mean ± 95% t-interval half-width over seeds; **bold** marks a best value "
-                "whose interval separates it from every other row of its dataset.\n\n"
+                "whose interval separates it from every other row of its dataset. ↑ higher "
+                "is better, ↓ lower is better, →0.5 closer to 0.5 is better.\n\n"
                 + shown.to_markdown(index=False) + "\n")
+    if captions:
+        markdown += ("\nFull labels (every override of the row):\n\n"
+                     + pd.DataFrame(captions, columns=["variant", "label"]).to_markdown(
+                         index=False) + "\n")
     write_text_atomic(out / "results.md", markdown)
     write_text_atomic(out / "results.csv", table.to_csv(index=False))
     written += [out / "results.md", out / "results.csv"]
@@ -261,49 +298,99 @@ def _render_report(records: list[dict[str, Any]], out: Path, plots: bool) -> lis
 
         figures = write_plots(records, table, out)
         written += figures
-    write_text_atomic(out / "report.html", render_html(shown, records, figures, out))
+    write_text_atomic(out / "report.html", render_html(shown, records, figures, out, short))
     written.append(out / "report.html")
     return written
 
 
+METRICS_DOC = Path(__file__).resolve().parents[1] / "docs" / "METRICS.md"
+FIGURE_HEADINGS = {"curve": "Quality against diversity over temperature",
+                   "budget": "BLEU-5 against budget", "metrics": "Main metrics per row",
+                   "training": "Training curves"}
+ORACLE_SAMPLES_NOTE = (
+    "Oracle samples are sequences of token ids of the synthetic oracle LSTM (vocabulary 5,000, "
+    "length 20): the oracle has no words, so an id such as 4021 is the token itself. They are "
+    "scored by the oracle's NLL (nll_oracle) and by BLEU over ids against the oracle's test "
+    "sequences.")
+STYLE = """
+body{font-family:sans-serif;margin:1.5em 2em;max-width:1500px;color:#222}
+.table-box{overflow:auto;max-height:75vh;border:1px solid #ccc;margin:0.5em 0 1.5em}
+table{border-collapse:collapse;font-size:12px}
+td,th{border:1px solid #ddd;padding:3px 6px;white-space:nowrap;text-align:right}
+th{background:#f0f0f0;position:sticky;top:0}
+td:first-child{white-space:normal;min-width:9em;max-width:22em;text-align:left}
+figure{margin:0.5em 0 1.5em}figure img{max-width:100%;height:auto;border:1px solid #eee}
+pre{background:#f6f6f6;padding:6px;white-space:pre-wrap;font-size:12px}
+.note{color:#555;font-size:13px}
+"""
+
+
+def _metrics_link(out: Path) -> str:
+    """docs/METRICS.md of the checkout, relative to the report (so the link survives a move of
+    the checkout, and works from a file:// page)."""
+    return Path(os.path.relpath(METRICS_DOC, Path(out).resolve())).as_posix()
+
+
+def _figure_kind(figure: Path) -> str:
+    return figure.stem.split("_", 1)[0]
+
+
 def render_html(shown: pd.DataFrame, records: list[dict[str, Any]], figures: list[Path],
-                out: Path) -> str:
-    """One self-contained page: the table, the plots, and a few samples per run (escaped)."""
-    # Best values, bold in Markdown, become <b> here (the cells themselves are escaped).
-    table_html = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>",
-                        shown.to_html(index=False, escape=True))
+                out: Path, short: dict[str, str] | None = None) -> str:
+    """One self-contained page, a section per corpus: its table rows (scrolling in their own
+    box), its plots full width under headings, and a few samples per row (escaped)."""
+    short = short or {}
+    esc = html.escape
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>GANBench report</title>",
-             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
-             "font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px}img{max-width:48%;"
-             "margin:4px}pre{background:#f6f6f6;padding:6px;white-space:pre-wrap}</style>",
-             "</head><body><h1>GANBench report</h1>",
-             "<p>Mean ± 95% interval over seeds. Metric definitions: METRICS.md.</p>",
-             table_html, "<h2>Plots</h2>"]
-    for figure in figures:
-        parts.append(f"<img src='{html.escape(figure.relative_to(out).as_posix())}' "
-                     f"alt='{html.escape(figure.stem)}'>")
-    parts.append("<h2>Samples (first 5 per run)</h2>")
-    for r in sorted(records, key=lambda r: r.get("run", "")):
-        text = "\n".join(r.get("samples", [])[:5])
-        parts.append(f"<h3>{html.escape(str(r.get('run', r['variant'])))} "
-                     f"({html.escape(r['status'])})</h3><pre>{html.escape(text)}</pre>")
+             f"<style>{STYLE}</style></head><body><h1>GANBench report</h1>",
+             "<p class='note'>Mean ± 95% t-interval half-width over seeds (seeds: their number;"
+             " one seed has no interval). <b>Bold</b>: a best value whose interval separates it "
+             "from every other row of its corpus. ↑ higher is better, ↓ lower is better, "
+             "→0.5 closer to 0.5 is better (disc_acc). Every metric is defined in "
+             f"<a href='{esc(_metrics_link(out))}'>docs/METRICS.md</a>.</p>"]
+    datasets = sorted(shown["dataset"].unique())
+    if len(datasets) > 1:
+        parts.append("<p>Corpora: " + " · ".join(
+            f"<a href='#{esc(d)}'>{esc(d)}</a>" for d in datasets) + "</p>")
+    for dataset in datasets:
+        rows = shown[shown["dataset"] == dataset].drop(columns="dataset")
+        rows = rows.loc[:, [c for c in rows.columns if (rows[c].astype(str) != "").any()]]
+        table_html = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>",
+                            rows.to_html(index=False, escape=True))
+        parts += [f"<h2 id='{esc(dataset)}'>{esc(dataset)}</h2>",
+                  f"<div class='table-box'>{table_html}</div>"]
+        for figure in figures:
+            if figure.stem.split("_", 1)[-1] != dataset:
+                continue
+            heading = FIGURE_HEADINGS.get(_figure_kind(figure), figure.stem)
+            parts.append(f"<h3>{esc(heading)}: {esc(dataset)}</h3><figure><img src='"
+                         f"{esc(figure.relative_to(out).as_posix())}' alt='{esc(figure.stem)}'>"
+                         "</figure>")
+        parts.append(_samples_html(records, dataset, short))
+    captions = label_captions(short)
+    if captions:
+        parts.append("<h2>Full labels</h2><p class='note'>Tables and plots name a row by its "
+                     "variant and the overrides that differ between its rows; its full label "
+                     "lists every override.</p><div class='table-box'><table><tr><th>shown as"
+                     "</th><th>full label</th></tr>" + "".join(
+                         f"<tr><td>{esc(a)}</td><td>{esc(b)}</td></tr>" for a, b in captions)
+                     + "</table></div>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def load_train_log(record: dict[str, Any]) -> list[dict[str, Any]]:
-    path = Path(record["_path"]).parent / "train_log.jsonl"
-    if not path.exists():
-        return []
-    rows = []
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            row = None
-        if not isinstance(row, dict):
-            raise GanbenchError(f"{path}: line {number} is not a JSON object; no report written")
-        rows.append(row)
-    return rows
+def _samples_html(records: list[dict[str, Any]], dataset: str, short: dict[str, str]) -> str:
+    """The first 5 samples of each row's first seed; failed runs say why."""
+    runs = [r for r in records if r["dataset"]["name"] == dataset]
+    parts = [f"<h3>Samples: {html.escape(dataset)} (first 5 of the first seed of each row)</h3>"]
+    if any(r["dataset"]["name"].split("@")[0] == "oracle" for r in runs):
+        parts.append(f"<p class='note'>{html.escape(ORACLE_SAMPLES_NOTE)}</p>")
+    first_seed: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in sorted(runs, key=lambda r: r["seed"]):
+        first_seed.setdefault((full_label(r), r["budget"]["given"]), r)
+    for (label, budget), r in sorted(first_seed.items()):
+        name = f"{short.get(label, label)} {budget}, seed {r['seed']}"
+        status = "" if r["status"] == "ok" else f" ({r['status']}: {r.get('reason')})"
+        text = "\n".join(r.get("samples", [])[:5])
+        parts.append(f"<h4>{html.escape(name + status)}</h4><pre>{html.escape(text)}</pre>")
+    return "\n".join(parts)

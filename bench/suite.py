@@ -28,7 +28,7 @@ from bench.guards import (
     check_seed,
     check_train_subsample,
 )
-from bench.records import RECORD_FILE, load_record
+from bench.records import record_complete
 from bench.registry import discover
 from bench.runner import PreparedRun, RunOptions, RunSpec, execute, prepare, try_claim_run_dir
 
@@ -148,14 +148,6 @@ def validate_specs(specs: list[RunSpec], where: str) -> None:
             raise GanbenchError(f"{prefix}: {err}") from None
         if spec.dataset not in (*ORACLE_NAMES, *NAMED_CORPORA) and not Path(spec.dataset).exists():
             raise GanbenchError(f"{prefix}: unknown corpus {spec.dataset!r}")
-
-
-def record_complete(run_dir: Path) -> bool:
-    try:
-        load_record(run_dir / RECORD_FILE)
-        return True
-    except GanbenchError:
-        return False
 
 
 def prepare_all(suite: Suite, options: RunOptions, data_dir: Path | None

@@ -74,3 +74,9 @@ class Vocabulary:
                 continue
             out.append(self.tokens[i])
         return out
+
+
+def one_line(sample: str) -> str:
+    """A generated sentence as one line of samples.txt: newlines, carriage returns and runs of
+    blanks become one blank, ends stripped, as the corpus reader makes of a corpus line."""
+    return " ".join(sample.split())

@@ -161,3 +161,29 @@ def test_score_any_samples_file_as_json(tmp_path, capsys, data_dir, coco):
     code, _, err = run_cli(["score", "--samples", str(tmp_path / "missing.txt"), "--refs",
                             str(refs)], capsys)
     assert code == 2 and err.startswith("ganbench: error:")
+
+
+def test_help_names_every_variant_and_shipped_suite_and_list_shows_oracle_sizes(capsys):
+    from pathlib import Path
+
+    import baselines
+
+    # Independent of the registry: the variant modules on disk and the suite files on disk.
+    variant_files = {p.stem for p in Path(baselines.__file__).parent.glob("*.py")
+                     if not p.stem.startswith("_")}
+    suite_files = {p.stem for p in (Path(__file__).parents[1] / "bench" / "suites").glob("*.toml")}
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--help"])
+    assert exit_info.value.code == 0
+    run_help = capsys.readouterr().out
+    assert all(f"  {name}: " in run_help for name in variant_files)
+    assert "(default: runs)" in run_help and "(default: auto)" in run_help
+    with pytest.raises(SystemExit):
+        main(["suite", "--help"])
+    suite_help = capsys.readouterr().out
+    assert all(f"  {name}: " in suite_help for name in suite_files)
+    assert main(["list"]) == 0
+    listing = capsys.readouterr().out
+    # MLE LSTM: 64/128 on real corpora, SeqGAN's 32/32 on the oracle.
+    assert "embedding_dim (int, default 64; oracle: 32)" in listing
+    assert "hidden_dim (int, default 128; oracle: 32)" in listing

@@ -120,3 +120,106 @@ def test_html_report_renders_table_and_plots_in_headless_chromium(tmp_path, caps
     dark_text = sum(1 for r, g, b in pixels if r < 80 and g < 80 and b < 80)
     assert plot_blue > 50, "the quality-diversity plot did not render"
     assert dark_text > 500, "the table text did not render"
+
+
+def test_disc_acc_is_ranked_by_closeness_to_half_not_by_lowness(tmp_path, capsys):
+    # a: 0.50, 0.52, 0.54 -> 0.520 ± 0.0497 (t half-width as above); b: 0.20, 0.22, 0.24 ->
+    # 0.220 ± 0.0497. Distance to 0.5: a in [0, 0.0697], b in [0.2303, 0.3297]: apart, a is
+    # best. "Lower is better" would have marked b.
+    records = []
+    for variant, values in (("a", (0.50, 0.52, 0.54)), ("b", (0.20, 0.22, 0.24))):
+        for seed, value in enumerate(values):
+            record = fake_record(variant, seed, 0.3)
+            record["metrics"]["disc_acc"] = value
+            records.append(record)
+    write_runs(tmp_path, records)
+    assert main(["report", str(tmp_path), "--no-plots"]) == 0
+    capsys.readouterr()
+    markdown = (tmp_path / "results.md").read_text()
+    assert "**0.520 ± 0.050**" in markdown and "**0.220" not in markdown
+    assert "disc_acc →0.5" in markdown and "bleu_5 ↑" in markdown and "nll_test ↓" in markdown
+
+
+def test_short_labels_keep_only_the_overrides_that_differ():
+    from bench.labels import short_labels
+
+    def rec(overrides):
+        label = "v[" + ",".join(f"{k}={x}" for k, x in sorted(overrides.items())) + "]"
+        return {"variant": "v", "label": label, "overrides": overrides}
+
+    records = [rec({"n_layer": 2, "source": "seqgan", "ratio": 0.5}),
+               rec({"n_layer": 2, "source": "seqgan", "ratio": 1.0}),
+               rec({"n_layer": 2, "source": "mle_lstm", "ratio": 1.0}),
+               {"variant": "w", "label": "w[n_layer=2]", "overrides": {"n_layer": 2}},
+               {"variant": "w", "label": "my own name", "overrides": {"n_layer": 3}}]
+    assert short_labels(records) == {
+        "v[n_layer=2,ratio=0.5,source=seqgan]": "v ratio=0.5 source=seqgan",
+        "v[n_layer=2,ratio=1.0,source=seqgan]": "v ratio=1.0 source=seqgan",
+        "v[n_layer=2,ratio=1.0,source=mle_lstm]": "v ratio=1.0 source=mle_lstm",
+        "w[n_layer=2]": "w", "my own name": "my own name"}
+
+
+def test_training_curve_segments_never_join_two_phases_or_two_attempts():
+    from bench.plots import latest_attempt, phase_segments
+
+    log = [{"step": 1, "seconds": 1.0, "train/g_loss": 8.0, "train/phase": 0.0},
+           {"step": 2, "seconds": 2.0, "train/g_loss": 7.0, "train/phase": 0.0},
+           {"step": 3, "seconds": 3.0, "train/d_acc": 0.6, "train/phase": 1.0},
+           {"step": 4, "seconds": 4.0, "train/g_loss": -0.1, "train/phase": 2.0},
+           {"step": 5, "seconds": 5.0, "train/g_loss": 0.2, "train/phase": 2.0},
+           # synthetic_augmentation's target model: MLE again, but another model
+           {"step": 6, "seconds": 6.0, "train/g_loss": 9.0, "train/phase_augmentation": 2.0}]
+    assert phase_segments(log, ("train/g_loss",), "seconds") == [
+        (0.0, [1.0, 2.0], [8.0, 7.0]), (2.0, [4.0, 5.0], [-0.1, 0.2]), (0.0, [6.0], [9.0])]
+    restarted = [{"step": 1}, {"step": 10}, {"step": 20}, {"step": 1}, {"step": 10}]
+    assert [row["step"] for row in latest_attempt(restarted)] == [1, 10]
+
+
+def test_report_page_groups_by_corpus_links_metrics_doc_and_explains_oracle_ids(tmp_path, capsys):
+    from pathlib import Path
+
+    records = [fake_record("a", 0, 0.3, dataset="oracle"), fake_record("b", 0, 0.2),
+               fake_record("b", 1, 0.25, dataset="oracle")]
+    write_runs(tmp_path, records)
+    assert main(["report", str(tmp_path)]) == 0
+    capsys.readouterr()
+    page = (tmp_path / "report.html").read_text()
+    assert page.index("<h2 id='coco'>") < page.index("<h2 id='oracle'>")
+    coco, oracle = page.split("<h2 id='oracle'>")
+    assert "token ids" in oracle and "token ids" not in coco
+    assert "plots/curve_oracle.png" in oracle and "plots/curve_oracle.png" not in coco
+    link = page.split("href='")[1].split("'")[0]
+    assert link.endswith("docs/METRICS.md")
+    target = (tmp_path / link).resolve()
+    assert target.read_text() == (Path(__file__).parents[1] / "docs" / "METRICS.md").read_text()
+    assert "class='table-box'" in page and "bleu_5 ↑" in page
+
+
+def test_the_projects_metrics_doc_is_the_spec():
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    spec = root.parent / "shared" / "METRICS.md"
+    if not spec.exists():
+        pytest.skip("no ../shared/METRICS.md beside this checkout")
+    assert (root / "docs" / "METRICS.md").read_text() == spec.read_text()
+
+
+def test_a_budget_sweep_gets_its_figure_and_one_budget_none(tmp_path, capsys):
+    records = []
+    for amount in (10, 100):
+        for seed in range(2):
+            record = fake_record("a", seed, 0.1 + amount / 1000)
+            record["budget"] = {"given": f"{amount}steps", "amount": amount, "kind": "steps",
+                                "steps": amount}
+            record["run"] = f"a__coco__{amount}steps__seed{seed}"
+            records.append(record)
+    write_runs(tmp_path / "sweep", records)
+    write_runs(tmp_path / "single", [fake_record("a", s, 0.3) for s in range(2)])
+    assert main(["report", str(tmp_path / "sweep")]) == 0
+    assert main(["report", str(tmp_path / "single")]) == 0
+    capsys.readouterr()
+    assert (tmp_path / "sweep" / "plots" / "budget_coco.png").stat().st_size > 1000
+    assert not (tmp_path / "single" / "plots" / "budget_coco.png").exists()
+    # no training logs in these records: no training figure rather than an empty one
+    assert not (tmp_path / "single" / "plots" / "training_coco.png").exists()

@@ -45,6 +45,7 @@ from transformers.pytorch_utils import Conv1D
 from baselines.primitives.hf_policy import masked_token_log_probs
 from baselines.primitives.kv_decoding import next_token_stepper
 from baselines.primitives.sampling import draw_categorical
+from baselines.primitives.utf8_guard import Utf8Guard
 from bench.errors import GanbenchError
 
 END_OF_TEXT = "<|endoftext|>"
@@ -361,10 +362,12 @@ class Samples:
 @torch.no_grad()
 def sample_tokens(model: PreTrainedModel, prompts: torch.Tensor, max_new_tokens: int,
                   eos_id: int, temperature: float, generator: torch.Generator,
-                  banned_ids: Sequence[int] = ()) -> Samples:
+                  banned_ids: Sequence[int] = (), utf8_guard: Utf8Guard | None = None
+                  ) -> Samples:
     """Continuations of ``prompts`` [N, P] (each starting with BOS), one token per step with the
     KV cache; EOS is forced after ``max_new_tokens``. Stops as soon as every row has ended.
-    ``generator`` seeds the draws (model.generate takes no torch.Generator, hence this loop)."""
+    ``generator`` seeds the draws (model.generate takes no torch.Generator, hence this loop).
+    ``utf8_guard`` (byte-level BPE): only tokens that keep each row decodable as UTF-8."""
     device = prompts.device
     n = prompts.shape[0]
     tokens = torch.full((n, max_new_tokens + 1), eos_id, dtype=torch.long, device=device)
@@ -374,6 +377,7 @@ def sample_tokens(model: PreTrainedModel, prompts: torch.Tensor, max_new_tokens:
     # The last sampled token and the forced EOS are never fed back to the model.
     next_logits = next_token_stepper(model, n, prompts.shape[1] + max(max_new_tokens - 1, 0))
     banned = list(banned_ids)
+    utf8_states = utf8_guard.start(n) if utf8_guard is not None else None
     for step in range(max_new_tokens + 1):
         if step == max_new_tokens:
             next_token = torch.full((n,), eos_id, dtype=torch.long, device=device)
@@ -382,9 +386,13 @@ def sample_tokens(model: PreTrainedModel, prompts: torch.Tensor, max_new_tokens:
                 logits = next_logits(step_input).float()
             if banned:
                 logits[:, banned] = -float("inf")
+            if utf8_guard is not None:
+                logits = utf8_guard.mask_logits(logits, utf8_states, max_new_tokens - 1 - step)
             next_token = draw_categorical(torch.softmax(logits / temperature, dim=-1),
                                           generator)
         next_token = next_token.masked_fill(finished, eos_id)
+        if utf8_guard is not None:
+            utf8_states = utf8_guard.advance(utf8_states, next_token)
         tokens[:, step] = next_token
         just_ended = (next_token == eos_id) & ~finished
         lengths = torch.where(just_ended, torch.full_like(lengths, step + 1), lengths)

@@ -1,0 +1,75 @@
+"""Byte-level BPE sampling never writes broken UTF-8; samples are one line each."""
+
+import pytest
+import torch
+
+from baselines.primitives.utf8_guard import (
+    BOUNDARY,
+    INVALID,
+    byte_level_alphabet,
+    next_token_state,
+)
+from bench.config import build_config
+from bench.corpora import Corpus
+from bench.text import one_line
+
+
+def test_byte_level_alphabet_is_gpt2s():
+    alphabet = byte_level_alphabet()
+    assert sorted(alphabet.values()) == list(range(256))
+    # GPT-2's vocabulary writes a leading blank as "Ġ" (U+0120) and a newline as "Ċ" (U+010A).
+    assert alphabet["A"] == 65 and alphabet["Ġ"] == 32 and alphabet["Ċ"] == 10
+    assert alphabet[chr(256)] == 0 and alphabet["ÿ"] == 255
+
+
+@pytest.mark.parametrize(("data", "state"), [
+    (b"abc", BOUNDARY),
+    ("é".encode(), BOUNDARY),            # C3 A9
+    (b"\xc3", 1),                         # the first byte of é: one continuation due
+    ("日".encode()[:1], 2),               # E6: two due
+    (b"\xa9", INVALID),                   # a continuation byte at a boundary
+    (b"\xe0\x80", INVALID),               # overlong form
+    (b"\xed\xa0", INVALID),               # a surrogate
+    (b"\xc0", INVALID), (b"\xff", INVALID),
+    ("😀".encode(), BOUNDARY),            # F0 9F 98 80
+])
+def test_token_states_follow_utf8(data, state):
+    assert next_token_state(BOUNDARY, data) == state
+    # Split anywhere, the state carries over: the bytes decode as one string or not at all.
+    for cut in range(1, len(data)):
+        middle = next_token_state(BOUNDARY, data[:cut])
+        if middle != INVALID:
+            assert next_token_state(middle, data[cut:]) == state
+
+
+def test_eos_only_at_a_character_boundary():
+    assert next_token_state(BOUNDARY, None) == BOUNDARY
+    assert next_token_state(1, None) == INVALID
+
+
+@pytest.fixture(scope="module")
+def untrained(coco):
+    from baselines.gpt2_mle import GPT2MLE
+
+    corpus = Corpus("coco_tiny", coco.train[:300], coco.test[:100], coco.tokenization)
+    config = build_config(GPT2MLE.Config, {"n_layer": 1, "n_embd": 32, "n_head": 2,
+                                           "bpe_vocab_size": 400, "max_new_tokens": 12})
+    return GPT2MLE(config, corpus, torch.device("cpu"), 0)
+
+
+def test_gpt2_samples_decode_without_replacement_characters(untrained):
+    # An untrained model samples near-uniformly over its 400 tokens, the 128 bytes >= 0x80 of
+    # the byte alphabet among them: unguarded, most lines hold a broken character.
+    untrained._utf8_guard = None
+    untrained.utf8_guard = lambda: None
+    unguarded = untrained.sample(60, 1.0, seed=1)
+    assert sum("\ufffd" in s for s in unguarded) > 10
+    del untrained.utf8_guard, untrained._utf8_guard
+    guarded = untrained.sample(60, 1.0, seed=1)
+    assert len(guarded) == 60 and not any("\ufffd" in s for s in guarded)
+    assert any(any(ord(ch) > 127 for ch in s) for s in guarded)  # whole non-ASCII characters
+
+
+def test_one_line_collapses_newlines_and_blanks_as_the_corpus_reader_does():
+    assert one_line(" a dog\r\non a\tbeach \n") == "a dog on a beach"
+    assert one_line("12 7 4021") == "12 7 4021"
