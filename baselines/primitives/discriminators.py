@@ -150,6 +150,10 @@ class CompletionScorer:
             self.running_max = [scores.cummax(dim=2).values
                                 for scores in discriminator.window_scores(sequences)]
             self.padding = discriminator.padding_windows()
+            highway = discriminator.highway
+            self.highway_weight_t = torch.cat([highway.gate.weight,
+                                               highway.transform.weight]).t().contiguous()
+            self.highway_bias = torch.cat([highway.gate.bias, highway.transform.bias])
         self.multiply_adds = 0  # what the calls computed, for FLOPs accounting
 
     @torch.no_grad()
@@ -169,16 +173,30 @@ class CompletionScorer:
         for index, (conv, size) in enumerate(zip(model.convolutions, model.filter_sizes)):
             start = max(0, prefix_length - size + 1)  # the first window touching the suffix
             reach = min(width, longest + size - 1)
-            value = torch.relu(conv(embedded[:, :, start - first : reach - first])).amax(dim=2)
+            # relu(max) = max(relu): the ReLU is taken on the pooled [N, F_k] alone.
+            value = conv(embedded[:, :, start - first : reach - first]).amax(dim=2)
             self.multiply_adds += (completions.shape[0] * conv.out_channels * conv.in_channels
                                    * size * (reach - size + 1 - start))
-            if start > 0:  # windows ending inside the prefix
+            if start > 0:  # windows ending inside the prefix (their max is >= 0)
                 value = torch.maximum(value, self.running_max[index][sentence, :, start - 1])
-            if reach < width:  # windows wholly in the padding after the EOS
+            if reach < width:  # windows wholly in the padding after the EOS (>= 0 too)
                 value = torch.maximum(value, self.padding[index])
+            if start == 0 and reach == width:
+                value = value.clamp_(min=0.0)
             pooled.append(value)
         self.multiply_adds += completions.shape[0] * model.head_macs()
-        return model.head(torch.cat(pooled, dim=1))
+        return self.head(torch.cat(pooled, dim=1))
+
+    def head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The discriminator's head in eval mode, its highway's two products in one."""
+        model = self.discriminator
+        if model.training:
+            return model.head(pooled)
+        features = pooled.shape[1]
+        both = torch.addmm(self.highway_bias, pooled, self.highway_weight_t)
+        gate = torch.sigmoid(both[:, :features])
+        highway = gate * torch.relu(both[:, features:]) + (1.0 - gate) * pooled
+        return model.output(highway).squeeze(1)
 
 
 class LSTMDiscriminator(nn.Module):
