@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from baselines.mle_lstm import MLELSTM, MLELSTMConfig
 from baselines.primitives import estimators as est
 from baselines.primitives.discriminators import LSTMDiscriminator
+from baselines.primitives.lstm import cross_entropy_consuming_logits
 from baselines.primitives.rollout import NEVER_SAMPLED, sample_sequences
 from baselines.primitives.sequences import (
     RandomBatches,
@@ -175,17 +176,18 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
         batch = self.train_data.select(self.batches.next_indices().to(self.device))
         # Logits of the counted positions only (no work on padding), sentence after sentence.
         logits, targets = self.generator.counted_logits(batch.inputs, batch.targets)
-        loss = F.cross_entropy(logits.float(), targets)
-        check_finite("MLE loss", loss)
-        self._step(self.optimizer, self.generator, loss)
-        tokens = batch.num_tokens()
         # A diagnostic only (no collapse check in MLE): 8 sentences keep its cost a few per
         # cent of the step, so the MLE phase runs as fast as mle_lstm's. Their positions are
-        # the first rows of the counted logits.
+        # the first rows of the counted logits; taken before the loss's backward, which
+        # reuses the logits' buffer.
         first_eight = int((batch.targets[:8] != PAD).sum())
         entropy = est.mean_token_entropy(logits[:first_eight].detach(),
                                          torch.ones(first_eight, dtype=torch.bool,
                                                     device=logits.device))
+        loss = cross_entropy_consuming_logits(logits, targets)
+        check_finite("MLE loss", loss)
+        self._step(self.optimizer, self.generator, loss)
+        tokens = batch.num_tokens()
         return StepReport(tokens=tokens, flops=3 * tokens * self.generator.flops_per_token(),
                           logs={"train/g_loss": loss.item(), "train/g_entropy": entropy.item()})
 

@@ -146,3 +146,18 @@ def test_gpt2_token_log_probs_and_gradients_equal_the_full_vocabulary_projection
     assert torch.all(log_probs[~mask] == 0)
     for name, grad in expected_grads.items():
         assert torch.allclose(grads[name], grad, atol=1e-5), name
+
+
+def test_in_place_cross_entropy_equals_torch_cross_entropy():
+    from baselines.primitives.lstm import cross_entropy_consuming_logits
+
+    torch.manual_seed(0)
+    weight = torch.randn(30, 8, requires_grad=True)
+    hidden = torch.randn(11, 8)
+    targets = torch.randint(0, 30, (11,))
+    expected = F.cross_entropy(hidden @ weight.t(), targets)
+    (expected_grad,) = torch.autograd.grad(expected, weight)
+    loss = cross_entropy_consuming_logits(hidden @ weight.t(), targets)
+    (grad,) = torch.autograd.grad(loss, weight)
+    assert torch.allclose(loss, expected, atol=1e-6)
+    assert torch.allclose(grad, expected_grad, atol=1e-6)
