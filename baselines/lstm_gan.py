@@ -51,8 +51,14 @@ import torch.nn.functional as F
 from baselines.mle_lstm import MLELSTM, MLELSTMConfig
 from baselines.primitives import estimators as est
 from baselines.primitives.discriminators import LSTMDiscriminator
+from baselines.primitives.lstm import cross_entropy_consuming_logits
 from baselines.primitives.rollout import NEVER_SAMPLED, sample_sequences
-from baselines.primitives.sequences import RandomBatches, encode, targets_to_inputs
+from baselines.primitives.sequences import (
+    RandomBatches,
+    encode,
+    targets_to_inputs,
+    trim_padding,
+)
 from bench.config import field
 from bench.corpora import Corpus
 from bench.errors import Diverged
@@ -168,15 +174,20 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
 
     def mle_step(self) -> StepReport:
         batch = self.train_data.select(self.batches.next_indices().to(self.device))
-        logits, _ = self.generator(batch.inputs)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.targets.flatten(),
-                               ignore_index=PAD)
+        # Logits of the counted positions only (no work on padding), sentence after sentence.
+        logits, targets = self.generator.counted_logits(batch.inputs, batch.targets)
+        # A diagnostic only (no collapse check in MLE): 8 sentences keep its cost a few per
+        # cent of the step, so the MLE phase runs as fast as mle_lstm's. Their positions are
+        # the first rows of the counted logits; taken before the loss's backward, which
+        # reuses the logits' buffer.
+        first_eight = int((batch.targets[:8] != PAD).sum())
+        entropy = est.mean_token_entropy(logits[:first_eight].detach(),
+                                         torch.ones(first_eight, dtype=torch.bool,
+                                                    device=logits.device))
+        loss = cross_entropy_consuming_logits(logits, targets)
         check_finite("MLE loss", loss)
         self._step(self.optimizer, self.generator, loss)
         tokens = batch.num_tokens()
-        # A diagnostic only (no collapse check in MLE): 8 sentences keep its cost a few per
-        # cent of the step, so the MLE phase runs as fast as mle_lstm's.
-        entropy = est.mean_token_entropy(logits[:8].detach(), batch.targets[:8] != PAD)
         return StepReport(tokens=tokens, flops=3 * tokens * self.generator.flops_per_token(),
                           logs={"train/g_loss": loss.item(), "train/g_entropy": entropy.item()})
 
@@ -188,8 +199,8 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
         self.discriminator.train()
         for _ in range(self.config.d_epochs):
             index = self.real_batches.next_indices().to(self.device)
-            real = self.train_data.targets[index]
-            loss, accuracy = self.discriminator_loss(real, fake)
+            real = self.discriminator_batch(self.train_data.targets[index])
+            loss, accuracy = self.discriminator_loss(real, self.discriminator_batch(fake))
             check_finite("discriminator loss", loss)
             self._step(self.d_optimizer, self.discriminator, loss)
             self.after_discriminator_step()
@@ -201,6 +212,11 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
 
     def after_discriminator_step(self) -> None:
         """Hook after every discriminator update (weight clipping for a critic)."""
+
+    def discriminator_batch(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The discriminator's training input for ids [N, W]: as they are, unless the
+        discriminator's scores are known not to change when padding columns are cut."""
+        return tokens
 
     def adversarial_round(self) -> StepReport:
         logs: dict[str, float] = {}
@@ -381,6 +397,11 @@ class LSTMGAN(AdversarialLSTM):
 
     def discriminator_flops(self, num_sequences: int) -> float:
         return num_sequences * self.width * self.discriminator.flops_per_token()
+
+    def discriminator_batch(self, tokens: torch.Tensor) -> torch.Tensor:
+        # An LSTM reads left to right: the columns that are padding in every row change no
+        # logit of a counted position, so they are cut (real batches are corpus-wide).
+        return trim_padding(tokens)
 
     def generator_update(self) -> tuple[dict[str, float], int, float]:
         if self.config.g_loss == "reinforce":

@@ -43,8 +43,8 @@ import torch
 
 from baselines.lstm_gan import AdversarialLSTM, AdversarialLSTMConfig
 from baselines.primitives import estimators as est
-from baselines.primitives.discriminators import CNNDiscriminator
-from baselines.primitives.rollout import rollout_rewards, sample_sequences
+from baselines.primitives.discriminators import CNNDiscriminator, CompletionScorer
+from baselines.primitives.rollout import CompletionScoreFn, rollout_rewards, sample_sequences
 from bench.config import field
 from bench.corpora import Corpus
 from bench.text import PAD
@@ -142,6 +142,13 @@ class SeqGAN(AdversarialLSTM):
     def discriminator_scores(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.probability_real(tokens)
 
+    @staticmethod
+    def completion_probability_real(scorer: CompletionScorer) -> CompletionScoreFn:
+        """probability_real of rollout completions, computed on the windows touching their
+        sampled part alone (the prefix's windows are the full sample's, computed once): the
+        same numbers as probability_real on each completion."""
+        return lambda *completions: torch.sigmoid(scorer(*completions))
+
     def generator_update(self) -> tuple[dict[str, float], int, float]:
         config = self.config
         samples = sample_sequences(self.generator, config.batch_size, self.width,
@@ -149,9 +156,11 @@ class SeqGAN(AdversarialLSTM):
         rollout_generator = (self.generator if self.rollout_network is None
                              else self.rollout_network)
         self.discriminator.eval()  # no dropout in the rewards, as the SeqGAN code
+        scorer = self.discriminator.completion_scorer(samples)
         rollout = rollout_rewards(rollout_generator, samples, config.num_rollouts,
                                   self.probability_real, self.train_rng,
-                                  config.rollout_max_rows, should_stop=self.budget_spent)
+                                  config.rollout_max_rows, should_stop=self.budget_spent,
+                                  score_completions=self.completion_probability_real(scorer))
         self.discriminator.train()
         logs = self.policy_gradient_step(samples, rollout.rewards)
         self.update_rollout_network()
@@ -160,7 +169,8 @@ class SeqGAN(AdversarialLSTM):
         flops = (sample_tokens * g_flops  # sampling
                  + len(samples) * self.width * self.lstm_flops_per_token()  # prefix states
                  + rollout.completion_tokens * g_flops  # completions
-                 + self.discriminator_flops(rollout.num_completions + len(samples))  # scores
+                 + self.discriminator_flops(len(samples))  # the samples' scores and windows
+                 + 2.0 * scorer.multiply_adds  # the completions' scores
                  + 3 * sample_tokens * g_flops)  # the update, forward and backward
         logs["train/rollout_tokens"] = float(rollout.completion_tokens)
         return logs, sample_tokens + rollout.completion_tokens, flops

@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="reuse a finished smoke run instead of running it")
     parser.add_argument("--benchmarks", nargs="*",
                         default=["tests/bench_bleu.py", "tests/bench_hot_paths.py",
-                                 "tests/bench_rollout.py"],
+                                 "tests/bench_rollout.py", "tests/bench_padding.py"],
                         help="pytest-benchmark files to time")
     parser.add_argument("--speed-threshold", type=float, default=SPEED_THRESHOLD,
                         help=f"allowed slow-down of a speed ratio (default x{SPEED_THRESHOLD})")

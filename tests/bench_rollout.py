@@ -7,13 +7,20 @@ update = Monte-Carlo rewards of a batch of samples + one REINFORCE step. One tor
 
     pytest tests/bench_rollout.py -p no:xdist --benchmark-columns=mean,min,max,rounds
 
-The "generation" group scores every completion with a free function, which isolates the
-rollouts themselves (state reuse, batching, sampling) from the discriminator's cost, the same
-in both. Where benchmarks are disabled (under pytest-xdist, or --benchmark-disable) each case
+"batched, prefix windows reused" scores each completion on the convolution windows that touch
+its sampled suffix alone (CompletionScorer: the prefix's windows are the full sample's); its
+extra_info holds the discriminator's FLOP floor: the multiply-adds that remain (the scorer's,
+plus the samples' own forward pass) over this machine's single-thread matmul rate, measured in
+the same test. The "generation" group scores every completion with a free function, which
+isolates the rollouts themselves (state reuse, batching, sampling) from the discriminator's
+cost, the same in both. The "completion scores" pair times the discriminator's scoring of one
+fixed set of completions, reusing the prefix windows against the forward pass on each. Where
+benchmarks are disabled (under pytest-xdist, or --benchmark-disable) each case
 runs once at toy sizes, so the code stays exercised in the test suite without the minutes.
 """
 
 import os
+import time
 
 import pytest
 import torch
@@ -50,6 +57,7 @@ class GeneratorUpdate:
         self.samples = sample_sequences(self.generator, sizes["batch"], sizes["width"],
                                         torch.Generator().manual_seed(0))
         self.score = self.probability_real if score_with_discriminator else self.free_score
+        self.multiply_adds = 0  # the discriminator's, in the last run reusing prefix windows
 
     @torch.no_grad()
     def probability_real(self, tokens):
@@ -59,9 +67,16 @@ class GeneratorUpdate:
     def free_score(tokens):
         return tokens[:, 0].float()
 
-    def run(self, batched: bool) -> None:
+    def run(self, batched: bool, reuse_prefix_windows: bool = False) -> None:
         rng = torch.Generator().manual_seed(1)
-        if batched:
+        if reuse_prefix_windows:
+            scorer = self.discriminator.completion_scorer(self.samples)
+            rewards = rollout_rewards(
+                self.generator, self.samples, self.sizes["rollouts"], self.score, rng,
+                score_completions=lambda *args: torch.sigmoid(scorer(*args))).rewards
+            self.multiply_adds = scorer.multiply_adds + len(self.samples) * (
+                self.discriminator.flops_per_sequence(self.sizes["width"]) / 2)
+        elif batched:
             rewards = rollout_rewards(self.generator, self.samples, self.sizes["rollouts"],
                                       self.score, rng).rewards
         else:
@@ -86,7 +101,20 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def bench(benchmark, batched: bool, with_discriminator: bool, rounds: int, pair: str = ""):
+def matmul_multiply_adds_per_second(seconds: float = 1.0) -> float:
+    """Single-thread sgemm rate at the convolutions' shapes (windows x (E k) @ (E k) x F)."""
+    a, b = torch.randn(4096, 320), torch.randn(320, 200)
+    best = float("inf")
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return a.shape[0] * a.shape[1] * b.shape[1] / best
+
+
+def bench(benchmark, batched: bool, with_discriminator: bool, rounds: int, pair: str = "",
+          reuse_prefix_windows: bool = False):
     if benchmark.disabled:
         sizes = TOY
     elif os.environ.get("GANBENCH_BENCH_SIZE") == "regression":
@@ -98,8 +126,14 @@ def bench(benchmark, batched: bool, with_discriminator: bool, rounds: int, pair:
     if pair:  # python -m bench.regression tracks ours / reference of this pair
         benchmark.extra_info.update({"pair": pair, "role": "ours" if batched else "ref"})
     update = GeneratorUpdate(sizes, with_discriminator)
-    benchmark.pedantic(update.run, args=(batched,), rounds=rounds, iterations=1,
-                       warmup_rounds=0)
+    benchmark.pedantic(update.run, args=(batched, reuse_prefix_windows), rounds=rounds,
+                       iterations=1, warmup_rounds=0)
+    if reuse_prefix_windows:
+        rate = matmul_multiply_adds_per_second()
+        benchmark.extra_info.update({
+            "discriminator_multiply_adds": update.multiply_adds,
+            "matmul_multiply_adds_per_s": rate,
+            "discriminator_floor_s": update.multiply_adds / rate})
 
 
 @pytest.mark.benchmark(group="seqgan generator update (oracle sizes)")
@@ -110,6 +144,50 @@ def test_generator_update_prefix_by_prefix(benchmark):
 @pytest.mark.benchmark(group="seqgan generator update (oracle sizes)")
 def test_generator_update_batched(benchmark):
     bench(benchmark, batched=True, with_discriminator=True, rounds=3)
+
+
+@pytest.mark.benchmark(group="seqgan generator update (oracle sizes)")
+def test_generator_update_batched_reusing_prefix_windows(benchmark):
+    bench(benchmark, batched=True, with_discriminator=True, rounds=3,
+          reuse_prefix_windows=True)
+
+
+class CompletionScores:
+    """One fixed set of rollout completions (every unfinished prefix, R each) and the
+    discriminator that scores them."""
+
+    def __init__(self, sizes):
+        update = GeneratorUpdate(sizes, score_with_discriminator=True)
+        self.discriminator, self.samples = update.discriminator, update.samples
+        kept = []
+
+        def keep(completions, sentence, prefix_length):
+            kept.append((completions, sentence, prefix_length))
+            return torch.zeros(len(completions))
+
+        rollout_rewards(update.generator, self.samples, sizes["rollouts"], update.free_score,
+                        torch.Generator().manual_seed(1), score_completions=keep)
+        self.groups = kept
+
+    @torch.no_grad()
+    def forward_each(self):
+        return [self.discriminator(c) for c, _, _ in self.groups]
+
+    @torch.no_grad()
+    def reusing_prefix_windows(self):
+        scorer = self.discriminator.completion_scorer(self.samples)
+        return [scorer(*group) for group in self.groups]
+
+
+@pytest.mark.parametrize("reuse", [False, True], ids=["forward_each", "reusing_prefix_windows"])
+@pytest.mark.benchmark(group="completion scores only (oracle sizes)")
+def test_completion_scores(benchmark, reuse):
+    sizes = TOY if benchmark.disabled else (
+        REGRESSION if os.environ.get("GANBENCH_BENCH_SIZE") == "regression" else ORACLE)
+    benchmark.extra_info.update({"pair": "completion_scores", "role": "ours" if reuse else "ref"})
+    scores = CompletionScores(sizes)
+    run = scores.reusing_prefix_windows if reuse else scores.forward_each
+    benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=0)
 
 
 @pytest.mark.benchmark(group="rollout generation only (oracle sizes, free scores)")

@@ -169,3 +169,24 @@ def test_sample_sequences_layout_and_distribution():
     after_eos = torch.cumsum(samples == EOS, dim=1) - (samples == EOS).long()
     assert torch.all(samples[after_eos > 0] == PAD) and torch.all(samples[after_eos == 0] != PAD)
     assert torch.all((samples == EOS).sum(dim=1) == 1)
+
+
+def test_completion_scorer_rewards_equal_scoring_every_completion_whole():
+    # The same completions (same generator, same RNG), scored by the CNN's forward pass on each
+    # completion and by the scorer that reuses the prefix's windows: the same rewards.
+    torch.manual_seed(0)
+    vocab, width = 30, 9
+    generator = LSTMGenerator(vocab, 8, 8)
+    discriminator = CNNDiscriminator(vocab, 8, [1, 2, 3, 5], [6, 5, 4, 3], dropout=0.0).eval()
+    score = lambda tokens: torch.sigmoid(discriminator(tokens))  # noqa: E731
+    sequences = sample_sequences(generator, 6, width, torch.Generator().manual_seed(1))
+    sequences[2, 2:] = torch.tensor([EOS] + [PAD] * (width - 3))  # one ends early
+    scorer = discriminator.completion_scorer(sequences)
+    plain = rollout_rewards(generator, sequences, 3, score, torch.Generator().manual_seed(2),
+                            max_rows=16)
+    reusing = rollout_rewards(generator, sequences, 3, score, torch.Generator().manual_seed(2),
+                              max_rows=16,
+                              score_completions=lambda *a: torch.sigmoid(scorer(*a)))
+    assert torch.allclose(reusing.rewards, plain.rewards, atol=1e-6)
+    assert reusing.num_completions == plain.num_completions
+    assert plain.rewards.std() > 1e-4

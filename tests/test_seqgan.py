@@ -83,6 +83,8 @@ def test_the_reward_is_what_moves_the_generator(tiny_corpus):
                        baseline=baseline)
         variant.end_mle_phase()
         variant.probability_real = lambda tokens: torch.full((len(tokens),), 0.5)
+        variant.completion_probability_real = (  # the rollouts' completions score 0.5 too
+            lambda scorer: lambda completions, *_: torch.full((len(completions),), 0.5))
         before = snapshot(variant.generator)
         logs, tokens, flops = variant.generator_update()
         assert changed(before, variant.generator) == should_move, baseline

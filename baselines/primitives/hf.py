@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from tokenizers import (
     Tokenizer,
     decoders,
@@ -308,10 +309,21 @@ def token_log_probs(model: PreTrainedModel, batch: TokenBatch,
     """log p(target | prefix) per position [N, W], float32, 0 where the mask is False.
 
     Right padding needs no attention mask: causal attention never looks at later positions.
+    A GPT-2 projects and normalises the counted positions alone (its head is a plain linear
+    layer on the transformer's last hidden states: gathering them first changes no number,
+    and on short sentences most of a batch's vocabulary projection was padding).
     """
+    if not isinstance(model, GPT2LMHeadModel):
+        with autocast(batch.inputs.device):
+            logits = model(input_ids=batch.inputs).logits
+        return masked_token_log_probs(logits, batch.targets, batch.mask, temperature)
     with autocast(batch.inputs.device):
-        logits = model(input_ids=batch.inputs).logits
-    return masked_token_log_probs(logits, batch.targets, batch.mask, temperature)
+        hidden = model.transformer(input_ids=batch.inputs).last_hidden_state
+        logits = model.lm_head(hidden[batch.mask])
+    counted = -F.cross_entropy(logits.float() / temperature, batch.targets[batch.mask],
+                               reduction="none")
+    out = torch.zeros(batch.targets.shape, dtype=counted.dtype, device=counted.device)
+    return out.masked_scatter(batch.mask, counted)
 
 
 @torch.no_grad()

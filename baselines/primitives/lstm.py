@@ -10,6 +10,35 @@ from baselines.primitives.sampling import draw_categorical
 from bench.text import BOS, EOS, PAD, UNK
 
 
+class _CrossEntropyInPlace(torch.autograd.Function):
+    """Mean cross-entropy of logits [K, V] (float32) against targets [K], whose backward turns
+    the logits' own buffer into the gradient (softmax - one-hot) instead of allocating a
+    log-softmax and its gradient: at coco's vocabulary these K x V passes were a third of an
+    MLE step. The logits must be a fresh tensor that nothing else reads after the loss."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        log_total = torch.logsumexp(logits, dim=1)
+        loss = (log_total - logits.gather(1, targets.unsqueeze(1)).squeeze(1)).mean()
+        ctx.save_for_backward(logits, log_total, targets)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        logits, log_total, targets = ctx.saved_tensors
+        gradient = logits.sub_(log_total.unsqueeze(1)).exp_()  # softmax, in the logits' place
+        gradient[torch.arange(len(targets), device=targets.device), targets] -= 1.0
+        return gradient.mul_(grad / len(targets)), None
+
+
+def cross_entropy_consuming_logits(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """F.cross_entropy(logits, targets) (mean), reusing the logits' buffer for the gradient:
+    the caller must not read ``logits`` after backward (see _CrossEntropyInPlace)."""
+    if logits.dtype != torch.float32 or not logits.requires_grad:
+        return F.cross_entropy(logits.float(), targets)
+    return _CrossEntropyInPlace.apply(logits, targets)
+
+
 class LSTMGenerator(nn.Module):
     """Embedding -> LSTM -> linear over the vocabulary; trained by teacher forcing."""
 
@@ -36,11 +65,26 @@ class LSTMGenerator(nn.Module):
         picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         return picked * (targets != PAD)
 
+    def counted_logits(self, inputs: torch.Tensor, targets: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing with no work on padding: the logits [K, V] and targets [K] of the K
+        non-padding target positions, in row-major order.
+
+        The batch is cut to its longest member (the LSTM is causal, so the columns that are
+        padding in every row change nothing before them), and only the counted positions go
+        through the output layer and the loss: at coco's widths (38 positions, mean about 12)
+        the projection and log-softmax over padding were most of a step."""
+        width = max(int((targets != PAD).sum(dim=1).max()), 1)
+        inputs, targets = inputs[:, :width], targets[:, :width]
+        hidden, _ = self.lstm(self.embedding(inputs))
+        counted = targets != PAD
+        return self.output(self.dropout(hidden[counted])), targets[counted]
+
     def nll_loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean NLL per non-padding target token (teacher forcing)."""
-        logits, _ = self(inputs)
-        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
-                               ignore_index=PAD)
+        """Mean NLL per non-padding target token (teacher forcing), over counted positions only
+        (with dropout > 0 the dropout masks are drawn for those positions alone)."""
+        logits, counted_targets = self.counted_logits(inputs, targets)
+        return cross_entropy_consuming_logits(logits, counted_targets)
 
     def flops_per_token(self) -> float:
         """Multiply-adds per token, times 2 FLOPs each (forward only)."""

@@ -39,6 +39,9 @@ from bench.errors import StepAbandoned
 from bench.text import BOS, EOS, PAD, UNK
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]  # token ids [N, W] -> scores [N]
+# (completions [N, W], their sentences [N], their common prefix length) -> scores [N]; for
+# scorers that reuse what completions of one sentence's prefix share (CompletionScorer).
+CompletionScoreFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 NEVER_SAMPLED = (PAD, BOS, UNK)
 
 
@@ -206,18 +209,54 @@ def score_in_chunks(score_fn: ScoreFn, tokens: torch.Tensor, chunk: int) -> torc
 
 
 @torch.no_grad()
+def score_by_prefix_length(score_completions: CompletionScoreFn, completions: torch.Tensor,
+                           sentence: torch.Tensor, prefix_index: torch.Tensor, chunk: int,
+                           should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
+    """Scores [N] of completions, passed to ``score_completions`` in groups of one prefix
+    length (at most ``chunk`` rows a call); ``should_stop`` is asked before every group."""
+    scores = torch.empty(completions.shape[0], device=completions.device)
+    order = torch.argsort(prefix_index, stable=True)
+    lengths = prefix_index[order]
+    bounds = torch.searchsorted(lengths, torch.unique_consecutive(lengths)).tolist()
+    for begin, end in zip(bounds, bounds[1:] + [len(order)]):
+        if should_stop is not None and should_stop():
+            raise StepAbandoned("the budget ran out while scoring the rollouts")
+        prefix_length = int(lengths[begin]) + 1
+        for first in range(begin, end, chunk):
+            rows = order[first : min(first + chunk, end)]
+            scores[rows] = score_completions(completions[rows], sentence[rows],
+                                             prefix_length).float()
+    return scores
+
+
+@torch.no_grad()
 def rollout_rewards(generator: LSTMGenerator, sequences: torch.Tensor, num_rollouts: int,
                     score_fn: ScoreFn, rng: torch.Generator | None = None,
-                    max_rows: int = 1024, should_stop: Callable[[], bool] | None = None
-                    ) -> RolloutResult:
+                    max_rows: int = 1024, should_stop: Callable[[], bool] | None = None,
+                    score_completions: CompletionScoreFn | None = None) -> RolloutResult:
     """SeqGAN's per-token rewards [B, W] of sequences [B, W] (target layout: tokens, EOS, PAD),
     from ``num_rollouts`` completions of every prefix drawn from ``generator`` and scored by
     ``score_fn`` (token ids [N, W] -> [N]); batched as the module docstring says.
+
+    With ``score_completions`` (the same scores, computed knowing each completion's sentence
+    and prefix length) the completions are scored by it instead, after all are drawn, grouped
+    by prefix length across sentences; ``score_fn`` then scores the full sequences alone.
 
     ``should_stop`` is asked before every chunk: when it says yes, StepAbandoned is raised (a
     rollout on long sentences can take longer than a whole seconds budget)."""
     was_training = generator.training
     generator.eval()
+    try:
+        return _rollout_rewards(generator, sequences, num_rollouts, score_fn, rng, max_rows,
+                                should_stop, score_completions)
+    finally:
+        generator.train(was_training)
+
+
+def _rollout_rewards(generator: LSTMGenerator, sequences: torch.Tensor, num_rollouts: int,
+                     score_fn: ScoreFn, rng: torch.Generator | None, max_rows: int,
+                     should_stop: Callable[[], bool] | None,
+                     score_completions: CompletionScoreFn | None) -> RolloutResult:
     batch, width = sequences.shape
     full_scores = score_in_chunks(score_fn, sequences, max_rows)
     # A finished prefix's completions are the sequence itself: they score full_scores.
@@ -228,9 +267,9 @@ def rollout_rewards(generator: LSTMGenerator, sequences: torch.Tensor, num_rollo
     sampler = NextTokenSampler(generator)
     sentences_per_chunk = max(1, max_rows // max(1, (width - 1) * num_rollouts))
     completion_tokens = num_completions = 0
+    kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
     for first in range(0, batch, sentences_per_chunk):
         if should_stop is not None and should_stop():
-            generator.train(was_training)
             raise StepAbandoned("the budget ran out during the rollouts")
         chunk_unfinished = unfinished[first : first + sentences_per_chunk]
         # (prefix index, sentence) pairs ordered by prefix index: rows join in that order.
@@ -242,11 +281,17 @@ def rollout_rewards(generator: LSTMGenerator, sequences: torch.Tensor, num_rollo
         rollout = torch.arange(prefix_index.numel(), device=sequences.device) % num_rollouts
         completions, sampled = _complete_chunk(generator, sequences, sentence, prefix_index + 1,
                                                h_prefix, c_prefix, rng, sampler)
-        completion_scores[sentence, prefix_index, rollout] = score_in_chunks(
-            score_fn, completions, max_rows)
+        if score_completions is None:
+            completion_scores[sentence, prefix_index, rollout] = score_in_chunks(
+                score_fn, completions, max_rows)
+        else:
+            kept.append((completions, sentence, prefix_index, rollout))
         completion_tokens += sampled
         num_completions += completions.shape[0]
-    generator.train(was_training)
+    if kept:
+        completions, sentence, prefix_index, rollout = (torch.cat(parts) for parts in zip(*kept))
+        completion_scores[sentence, prefix_index, rollout] = score_by_prefix_length(
+            score_completions, completions, sentence, prefix_index, max_rows, should_stop)
     return RolloutResult(monte_carlo_rewards(completion_scores, full_scores),
                          completion_tokens, num_completions)
 

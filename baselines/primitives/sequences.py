@@ -52,6 +52,14 @@ def targets_to_inputs(targets: torch.Tensor) -> torch.Tensor:
     return inputs
 
 
+def trim_padding(tokens: torch.Tensor) -> torch.Tensor:
+    """ids [N, W] (target layout) cut to the longest row: the columns that are PAD in every row
+    go (at least one column stays)."""
+    counted = (tokens != PAD).any(dim=0).nonzero()
+    width = int(counted[-1]) + 1 if counted.numel() else 1
+    return tokens[:, :width]
+
+
 def decode(vocab: Vocabulary, targets: torch.Tensor) -> list[list[str]]:
     return [vocab.decode(row) for row in targets.tolist()]
 
