@@ -75,6 +75,18 @@ def mean_curve(runs: list[dict[str, Any]], x: str, y: str) -> list[dict[str, flo
     return out
 
 
+def file_stem(name: str) -> str:
+    """A dataset or label as a file name: names are data, so '/', '..' or '$' in them never
+    become a path; a changed name gets a digest so that two names cannot share a file."""
+    import hashlib
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9_.@-]", "_", name).lstrip(".") or "_"
+    if safe != name:
+        safe += "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    return safe
+
+
 def _save(fig, path: Path) -> Path:
     # bbox "tight" grows the canvas to hold the legends placed outside the axes.
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
@@ -120,7 +132,13 @@ def _series_of(runs: list[dict[str, Any]], short: dict[str, str], colours: dict[
 def write_plots(records: list[dict[str, Any]], summary: pd.DataFrame, out: Path) -> list[Path]:
     """The report's figures; ``summary`` is its results table (bench.report.summary_table)."""
     plt = _pyplot()
-    plot_dir = Path(out) / "plots"
+    # Labels and dataset names are data: "$x$" in one prints as written, never as mathtext.
+    with plt.rc_context({"text.parse_math": False}):
+        return _write_plots(plt, records, summary, Path(out) / "plots")
+
+
+def _write_plots(plt, records: list[dict[str, Any]], summary: pd.DataFrame, plot_dir: Path
+                 ) -> list[Path]:
     plot_dir.mkdir(parents=True, exist_ok=True)
     ok = [r for r in records if r["status"] == "ok"]
     short = short_labels(records)
@@ -172,7 +190,7 @@ def _curve_figure(plt, series: list[Series], dataset: str, plot_dir: Path) -> Pa
     fig.suptitle(f"{dataset}: quality against diversity over sampling temperature T "
                  "(mean over seeds, 95% interval bars)")
     fig.tight_layout()
-    path = _save(fig, plot_dir / f"curve_{dataset}.png")
+    path = _save(fig, plot_dir / f"curve_{file_stem(dataset)}.png")
     plt.close(fig)
     return path
 
@@ -209,7 +227,7 @@ def _budget_figure(plt, series: list[Series], dataset: str, plot_dir: Path) -> P
     _legend_outside(fig, ax)
     ax.set_title(f"{dataset}: BLEU-5 against budget")
     fig.tight_layout()
-    path = _save(fig, plot_dir / f"budget_{dataset}.png")
+    path = _save(fig, plot_dir / f"budget_{file_stem(dataset)}.png")
     plt.close(fig)
     return path
 
@@ -255,7 +273,7 @@ def _metric_bars(plt, table: pd.DataFrame, dataset: str, plot_dir: Path, short: 
                  "compare (nll_test_per_word does)")
     fig.suptitle(f"{dataset}: {note}", fontsize=10)
     fig.tight_layout()
-    path = _save(fig, plot_dir / f"metrics_{dataset}.png")
+    path = _save(fig, plot_dir / f"metrics_{file_stem(dataset)}.png")
     plt.close(fig)
     return path
 
@@ -342,6 +360,6 @@ def _training_figure(plt, series: list[Series], dataset: str, plot_dir: Path) ->
                bbox_to_anchor=(1.0, 0.9), fontsize=8, frameon=False)
     fig.suptitle(f"{dataset}: training curves (first seed of each row)")
     fig.tight_layout()
-    path = _save(fig, plot_dir / f"training_{dataset}.png")
+    path = _save(fig, plot_dir / f"training_{file_stem(dataset)}.png")
     plt.close(fig)
     return path

@@ -555,3 +555,19 @@ def test_report_names_are_data(tmp_path, capsys):
     assert "&lt;b&gt;x&lt;/b&gt; $\\alpha$" in page
     assert sorted(p.name for p in folder.iterdir()) == ["r", "report.html", "results.csv",
                                                         "results.md"]
+
+
+def test_plot_names_are_data(tmp_path, capsys):
+    """A dataset named like a path and a label that is broken mathtext: the plots are written
+    flat under plots/ and the label drawn as text (mathtext would raise on '$\\frac$')."""
+    folder = tmp_path / "records"
+    record = _good_record()
+    record.update(label="$\\frac$ x", dataset={**record["dataset"], "name": "../$a$/b"},
+                  curve=[{"temperature": 1.0, "bleu_5": 0.1, "self_bleu_5": 0.2}])
+    (folder / "r").mkdir(parents=True)
+    (folder / "r" / "record.json").write_text(json.dumps(record))
+    code, err = call_cli(["report", str(folder)], capsys)
+    assert code == 0, err
+    plots = list((folder / "plots").iterdir())
+    assert plots and all(p.is_file() and p.suffix == ".png" for p in plots)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["records"]
