@@ -29,6 +29,7 @@ from bench.checkpoint import load_state, save_state
 from bench.config import build_config, config_to_dict
 from bench.corpora import Corpus, load_corpus
 from bench.distributed import World
+from bench.divergence import nll_divergence
 from bench.errors import Diverged, GanbenchError, StepAbandoned
 from bench.evaluation import EvalConfig, evaluate_variant
 from bench.registry import get_variant
@@ -173,8 +174,7 @@ def _save_checkpoint(run: PreparedRun, variant: Variant, clock: BudgetClock) -> 
     variant_state = variant.state_dict()
     state = {
         "variant": variant_state,
-        "clock": {"seconds": clock.elapsed(), "steps": clock.steps, "flops": clock.flops,
-                  "tokens": clock.tokens},
+        "clock": clock.state(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": _cuda_rng(run.device),
         "config": config_to_dict(run.config),
@@ -244,23 +244,33 @@ def _open_run_dir(run: PreparedRun) -> None:
     distributed.join(run.world, run.device)
 
 
-def _build_variant(run: PreparedRun) -> Variant:
+def _build_variant(run: PreparedRun) -> tuple[Variant, float]:
+    """The variant and the seconds its construction took (tokenizer training, corpus encoding,
+    a source variant): those count in seconds budgets."""
+    # The first optimiser a process builds imports torch._dynamo (seconds): a one-off of the
+    # process, not this variant's work, so it is paid before the construction clock starts.
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)
+    construction = BudgetClock(run.budget, run.device)
+    construction.start()
     torch.manual_seed(run.spec.seed)
     variant = run.variant_class(run.config, run.corpus, run.device, run.spec.seed)
+    construction.pause()
     if run.world.size > 1:
         # Weights are the same on every rank; dropout masks must not be.
         torch.manual_seed(distributed.rank_seed(run.spec.seed, run.world.rank))
-    return variant
+    return variant, construction.seconds
 
 
-def _resume(run: PreparedRun, options: RunOptions, variant: Variant
-            ) -> tuple[BudgetClock, int | None]:
+def _resume(run: PreparedRun, options: RunOptions, variant: Variant,
+            construction_seconds: float) -> tuple[BudgetClock, int | None]:
     """The clock to train on and the step resumed from (None for a fresh start): restores the
     variant, clock and random streams from the checkpoint if there is one and resuming is on;
-    with resuming off, drops any old checkpoint and log."""
+    with resuming off, drops any old checkpoint and log. A fresh clock is charged the
+    construction; a resumed one already holds the first construction's charge."""
     world = run.world
     checkpoint_path = run.run_dir / CHECKPOINT_FILE
     clock, resumed_from = BudgetClock(run.budget, run.device), None
+    clock.charge_construction(construction_seconds)
     if options.resume and checkpoint_path.exists():
         state = load_state(checkpoint_path)
         if state.get("config") != config_to_dict(run.config):
@@ -298,7 +308,11 @@ def _count_step(run: PreparedRun, clock: BudgetClock, report: StepReport) -> Non
     if run.world.size > 1:
         # The budget counts the work of all ranks.
         tokens, flops, ranks_bad = distributed.sum_over_ranks([tokens, flops, ranks_bad])
-    clock.record_step(int(tokens), flops)
+    clock.record_step(int(tokens), flops, report.generator_updates,
+                      report.discriminator_updates)
+    bad = bad or nll_divergence(report.nll, report.nll_vocab_size, clock.steps)
+    if run.world.size > 1:
+        ranks_bad = distributed.sum_over_ranks([float(bad is not None)])[0]
     if bad:
         raise Diverged(bad)
     if ranks_bad:
@@ -455,8 +469,8 @@ def execute(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
     evaluates, the other ranks return a record without metrics after training.
     """
     _open_run_dir(run)
-    variant = _build_variant(run)
-    clock, resumed_from = _resume(run, options, variant)
+    variant, construction_seconds = _build_variant(run)
+    clock, resumed_from = _resume(run, options, variant, construction_seconds)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     outcome = _train(run, options, variant, clock)
     train_seconds = clock.elapsed()
