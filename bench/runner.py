@@ -302,21 +302,21 @@ def _resume(run: PreparedRun, options: RunOptions, variant: Variant,
 
 
 def _count_step(run: PreparedRun, clock: BudgetClock, report: StepReport) -> None:
-    """Charge one step to the clock; raises Diverged on a non-finite log (on any rank)."""
-    bad = _finite_logs(report.logs)
+    """Charge one step to the clock; raises Diverged, on every rank, when a log is not finite
+    or the MLE loss is past its bound (bench.divergence) on any rank."""
+    bad = _finite_logs(report.logs) or nll_divergence(report.nll, report.nll_vocab_size,
+                                                      clock.steps + 1)
     tokens, flops, ranks_bad = report.tokens, report.flops, float(bad is not None)
     if run.world.size > 1:
         # The budget counts the work of all ranks.
         tokens, flops, ranks_bad = distributed.sum_over_ranks([tokens, flops, ranks_bad])
     clock.record_step(int(tokens), flops, report.generator_updates,
                       report.discriminator_updates)
-    bad = bad or nll_divergence(report.nll, report.nll_vocab_size, clock.steps)
-    if run.world.size > 1:
-        ranks_bad = distributed.sum_over_ranks([float(bad is not None)])[0]
     if bad:
         raise Diverged(bad)
     if ranks_bad:
-        raise Diverged("a training log is not finite on another data-parallel rank")
+        raise Diverged("a training log is not finite, or a loss diverged, on another "
+                       "data-parallel rank")
 
 
 def _train_loop(run: PreparedRun, options: RunOptions, variant: Variant, clock: BudgetClock,
