@@ -224,12 +224,16 @@ class GPT2BertGAN(GPT2MLE):
         prompts = self.train_data.inputs[rows, : 1 + config.prompt_tokens]
         return prompts.repeat_interleave(config.group_size, dim=0)
 
+    def _max_new(self) -> int:
+        """Sampled tokens after the prompt before sample_tokens forces EOS."""
+        return max(self.max_new_tokens - self.config.prompt_tokens, 1)
+
     def _sample_fakes(self):
         """A rollout's worth of samples, as generator ids and as discriminator word pieces."""
         hf = self.hf
         self.generator.eval()
-        max_new = max(self.max_new_tokens - self.config.prompt_tokens, 1)
-        samples = hf.sample_tokens(self.generator, self._prompts(), max_new, self.eos_id, 1.0,
+        samples = hf.sample_tokens(self.generator, self._prompts(), self._max_new(), self.eos_id,
+                                   1.0,
                                    self.train_rng, self.banned_ids)
         texts = hf.decode_samples(self.tokenizer, samples)
         fakes = hf.encode_for_classifier(self.d_tokenizer, texts, self.d_max_length)
@@ -252,17 +256,21 @@ class GPT2BertGAN(GPT2MLE):
                     config.baseline_decay)
             reference_log_probs = None
             if self.reference is not None:
-                reference_log_probs = hf.token_log_probs(self.reference, samples.as_batch())
+                reference_log_probs = hf.token_log_probs(
+                    self.reference, samples.action_batch(self._max_new()),
+                    banned_ids=self.banned_ids)
         return Rollout(samples, fakes, rewards, advantages, reference_log_probs, None,
                        config.ppo_epochs)
 
     def generator_policy_step(self, rollout: Rollout) -> dict[str, float]:
         """One generator update on the rollout's clipped surrogate + KL penalty."""
         config = self.config
-        batch = rollout.samples.as_batch()
+        # Sampled actions only (not the EOS forced at the cap), with the log-probs of the
+        # distribution sampled from (the banned special tokens removed).
+        batch = rollout.samples.action_batch(self._max_new())
         # Dropout off: the ratio and the KL must compare the same function of the weights.
         self.generator.eval()
-        log_probs = self.hf.token_log_probs(self.generator, batch)
+        log_probs = self.hf.token_log_probs(self.generator, batch, banned_ids=self.banned_ids)
         if rollout.old_log_probs is None:
             # The first update is on-policy: the sampling policy's log-probs are these.
             rollout.old_log_probs = log_probs.detach()
@@ -296,6 +304,10 @@ class GPT2BertGAN(GPT2MLE):
             scores += hf.realness(hf.classifier_logits(self.discriminator, batch)).tolist()
         return scores
 
+    def scoring_flops(self, texts: list[str]) -> float:
+        pieces = self.hf.encode_for_classifier(self.d_tokenizer, texts, self.d_max_length)
+        return int(pieces.attention_mask.sum()) * self.discriminator_flops_per_token()
+
     def discriminator_step(self, fakes) -> tuple[dict[str, float], int]:
         """One update on a batch of real training sentences against as many generated ones;
         returns its logs and the word pieces it processed."""
@@ -325,9 +337,11 @@ class GPT2BertGAN(GPT2MLE):
         samples, fakes = self._sample_fakes()
         logs, d_tokens = self.discriminator_step(fakes)
         tokens = samples.num_tokens()
-        flops = (2 * tokens * self.generator_flops_per_token()
+        # Sampling is one generator forward per sampled token, as in adversarial_step.
+        flops = (self.sample_flops(samples)
                  + 3 * d_tokens * self.discriminator_flops_per_token())
-        return StepReport(tokens=tokens, flops=flops, logs=logs)
+        return StepReport(tokens=tokens, flops=flops, logs=logs, generator_updates=0,
+                          discriminator_updates=1)
 
     def adversarial_step(self) -> StepReport:
         fresh = self.rollout is None or self.rollout.updates_left <= 0
@@ -350,11 +364,16 @@ class GPT2BertGAN(GPT2MLE):
                 fakes = rollout.fakes
             else:
                 samples, fakes = self._sample_fakes()
-                flops += samples.num_tokens() * g_flops
+                flops += self.sample_flops(samples)
             d_logs, d_tokens = self.discriminator_step(fakes)
             flops += 3 * d_tokens * d_flops
         logs.update(d_logs)
-        return StepReport(tokens=tokens, flops=flops, logs=logs)
+        return StepReport(tokens=tokens, flops=flops, logs=logs, generator_updates=1,
+                          discriminator_updates=self.config.d_steps)
+
+    def sample_flops(self, samples) -> float:
+        """FLOPs of drawing ``samples``: one generator forward per sampled token."""
+        return samples.num_tokens() * self.generator_flops_per_token()
 
     def discriminator_flops_per_token(self) -> float:
         if not hasattr(self, "_discriminator_flops"):

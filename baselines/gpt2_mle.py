@@ -165,7 +165,8 @@ class GPT2MLE(Variant):
         self.optimizer.step()
         self.mle_steps += 1
         flops = 3 * num_tokens * self.generator_flops_per_token()
-        return StepReport(tokens=num_tokens, flops=flops, logs={"train/g_mle_loss": loss.item()})
+        return StepReport(tokens=num_tokens, flops=flops, logs={"train/g_mle_loss": loss.item()},
+                          nll=loss.item(), nll_vocab_size=len(self.tokenizer))
 
     def _fit_positions(self, batch):
         """Training sentences longer than the model's positions (a pretrained model with a
@@ -207,6 +208,11 @@ class GPT2MLE(Variant):
                                             utf8_guard=self.utf8_guard())
             texts.extend(text.strip() for text in self.hf.decode_samples(self.tokenizer, samples))
         return texts
+
+    def sampling_flops(self, texts: list[str]) -> float:
+        """One forward per sampled BPE token, EOS included."""
+        tokens = sum(len(ids) + 1 for ids in self.tokenizer(texts)["input_ids"])
+        return tokens * self.generator_flops_per_token()
 
     @torch.no_grad()
     def token_nll(self, sentences: list[list[str]], temperature: float = 1.0,

@@ -19,7 +19,10 @@ The generator update (``g_loss``):
 - ``wasserstein``: the same relaxation with a Wasserstein critic (Arjovsky et al. 2017): the
   critic minimises critic(fake) - critic(real) with its weights clipped to +-critic_clip, the
   generator minimises -critic(fake).
-The discriminator minimises binary cross-entropy except under ``wasserstein``.
+The discriminator minimises binary cross-entropy except under ``wasserstein``; with
+``dense_rewards`` at every prefix (ScratchGAN's sequential loss), since the rewards read them all.
+Policy gradients count sampled actions only (not the EOS forced at the length cap) with the
+log-probabilities of the distribution sampled from (PAD, BOS, UNK masked).
 
 Stability: a non-finite loss, or a generator whose mean entropy per sampled token falls below
 ``min_entropy`` in the adversarial phase (collapse onto a few sentences), raises
@@ -189,7 +192,8 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
         self._step(self.optimizer, self.generator, loss)
         tokens = batch.num_tokens()
         return StepReport(tokens=tokens, flops=3 * tokens * self.generator.flops_per_token(),
-                          logs={"train/g_loss": loss.item(), "train/g_entropy": entropy.item()})
+                          logs={"train/g_loss": loss.item(), "train/g_entropy": entropy.item()},
+                          nll=loss.item(), nll_vocab_size=len(self.corpus.vocab))
 
     def discriminator_round(self) -> StepReport:
         """Fresh samples of the generator, then d_epochs discriminator updates on them, each
@@ -208,7 +212,8 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
         flops = (fake_tokens * self.generator.flops_per_token()
                  + 3 * self.config.d_epochs * self.discriminator_flops(len(real) + len(fake)))
         return StepReport(tokens=fake_tokens, flops=flops,
-                          logs={"train/d_loss": loss.item(), "train/d_acc": accuracy.item()})
+                          logs={"train/d_loss": loss.item(), "train/d_acc": accuracy.item()},
+                          generator_updates=0, discriminator_updates=self.config.d_epochs)
 
     def after_discriminator_step(self) -> None:
         """Hook after every discriminator update (weight clipping for a critic)."""
@@ -220,7 +225,7 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
 
     def adversarial_round(self) -> StepReport:
         logs: dict[str, float] = {}
-        tokens, flops = 0, 0.0
+        tokens, flops, d_updates = 0, 0.0, 0
         for _ in range(self.config.g_steps):
             g_logs, g_tokens, g_flops = self.generator_update()
             logs.update(g_logs)
@@ -233,7 +238,9 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
             logs.update(report.logs)
             tokens += report.tokens
             flops += report.flops
-        return StepReport(tokens=tokens, flops=flops, logs=logs)
+            d_updates += report.discriminator_updates
+        return StepReport(tokens=tokens, flops=flops, logs=logs,
+                          generator_updates=self.config.g_steps, discriminator_updates=d_updates)
 
     # -- shared pieces of generator updates ----------------------------------------------------
 
@@ -272,12 +279,14 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
                              ) -> dict[str, float]:
         """REINFORCE on sampled sequences [B, W] with rewards [B] or [B, W]."""
         mask = samples != PAD
-        baseline = self.baseline_for(rewards, mask)
+        # The EOS forced at the length cap was no sampled action: no gradient there.
+        actions = est.sampled_action_mask(samples, PAD)
+        baseline = self.baseline_for(rewards, actions)
         self.generator.train()
         logits, _ = self.generator(targets_to_inputs(samples))
-        log_probs = -F.cross_entropy(logits.flatten(0, 1).float(), samples.flatten(),
-                                     reduction="none").view(samples.shape)
-        loss = est.reinforce_loss(log_probs, rewards, mask, baseline)
+        # The sampler never draws PAD/BOS/UNK: log-probs of that distribution, not the full one.
+        log_probs = est.sampling_log_probs(logits, samples, NEVER_SAMPLED)
+        loss = est.reinforce_loss(log_probs, rewards, actions, baseline)
         check_finite("generator loss", loss)
         entropy = est.mean_token_entropy(logits.detach(), mask)
         self.check_entropy(entropy)
@@ -289,6 +298,9 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
     def lstm_flops_per_token(self) -> float:
         """The generator's LSTM alone (no output layer), per token."""
         return 2.0 * sum(p.numel() for p in self.generator.lstm.parameters())
+
+    def scoring_flops(self, texts: list[str]) -> float:
+        return self.discriminator_flops(len(texts))
 
     @torch.no_grad()
     def realness_scores(self, texts: list[str]) -> list[float]:
@@ -380,6 +392,11 @@ class LSTMGAN(AdversarialLSTM):
 
     def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor
                            ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.config.dense_rewards:
+            real_prefix, fake_prefix = self.discriminator(real), self.discriminator(fake)
+            loss = est.sequential_bce_loss(real_prefix, real != PAD, fake_prefix, fake != PAD)
+            return loss, est.binary_accuracy(LSTMDiscriminator.sequence_logits(real_prefix, real),
+                                             LSTMDiscriminator.sequence_logits(fake_prefix, fake))
         real_scores, fake_scores = self.sequence_scores(real), self.sequence_scores(fake)
         if self.is_critic:
             loss = est.wasserstein_critic_loss(real_scores, fake_scores)

@@ -132,10 +132,16 @@ class MLELSTM(Variant):
         self.optimizer.step()
         tokens = batch.num_tokens()
         return StepReport(tokens=tokens, flops=3 * tokens * self.generator.flops_per_token(),
-                          logs={"train/g_loss": loss.item()})
+                          logs={"train/g_loss": loss.item()}, nll=loss.item(),
+                          nll_vocab_size=len(self.corpus.vocab))
 
     def sample(self, n: int, temperature: float, seed: int) -> list[str]:
         return sample_text(self.generator, self.corpus, n, temperature, seed)
+
+    def sampling_flops(self, texts: list[str]) -> float:
+        """One forward per sampled token, EOS included."""
+        tokens = sum(len(self.corpus.tokenization.tokenize(t)) + 1 for t in texts)
+        return tokens * self.generator.flops_per_token()
 
     def token_nll(self, sentences: list[list[str]], temperature: float = 1.0) -> NLLResult:
         return generator_nll(self.generator, self.corpus, sentences, temperature)

@@ -115,8 +115,10 @@ class SyntheticAugmentation(Variant):
         synthetic_tokens = [t for t in (tokenize(s) for s in self.synthetic) if t]
         mixed = Corpus(self.corpus.name, self.corpus.train + synthetic_tokens, self.corpus.test,
                        self.corpus.tokenization, dict(self.corpus.sha256), self.corpus.oracle)
-        # Generation length and vocabulary stay those of the real training split.
+        # Generation length and vocabulary stay those of the real training split (synthetic
+        # words outside it read as UNK).
         mixed.max_length = self.corpus.max_length
+        mixed.vocab = self.corpus.vocab
         self.target = build_sub_variant(self.config.target, self.config.target_set, mixed,
                                         self.device, self.seed + 1)
 
@@ -132,7 +134,7 @@ class SyntheticAugmentation(Variant):
                 report = self.source.train_step(progress / share)
             except StepAbandoned:  # the source's share ran out inside its step: go on to (b)
                 self.phase = PHASE_SAMPLE
-                return StepReport(tokens=0, logs={
+                return StepReport(tokens=0, generator_updates=0, logs={
                     "train/phase_augmentation": float(PHASE_SOURCE)})
             report.logs = {**report.logs, "train/phase_augmentation": float(PHASE_SOURCE)}
             return report
@@ -142,11 +144,14 @@ class SyntheticAugmentation(Variant):
             n = min(self.config.sample_chunk, self.num_to_sample - len(self.generated))
             texts = self.source.sample(n, self.config.sample_temperature,
                                        seed=self.seed * 7919 + len(self.generated))
+            flops = self.source.sampling_flops(texts)
             if self.config.keep_top < 1:
                 self.scores.extend(self.source.realness_scores(texts) or [])
+                flops += self.source.scoring_flops(texts)
             self.generated.extend(texts)
             tokens = sum(len(self.corpus.tokenization.tokenize(t)) + 1 for t in texts)
-            return StepReport(tokens=tokens, logs={
+            # Sampling and filtering count in FLOPs budgets too; no network is updated.
+            return StepReport(tokens=tokens, flops=flops, generator_updates=0, logs={
                 "train/phase_augmentation": float(PHASE_SAMPLE),
                 "synthetic/generated": float(len(self.generated))})
         if self.phase == PHASE_SAMPLE:

@@ -56,15 +56,22 @@ class Budget:
 class BudgetClock:
     """Counts what training has spent; the harness asks it before every step.
 
-    Seconds are wall time of training steps only (evaluation and checkpoints are paused out);
+    Seconds are wall time of building the variant and of training steps (evaluation and
+    checkpoints are paused out);
     on CUDA the device is synchronised before each reading so that queued kernels count.
     """
 
     def __init__(self, budget: Budget, device: torch.device, *, seconds: float = 0.0,
-                 steps: int = 0, flops: float = 0.0, tokens: int = 0):
+                 steps: int = 0, flops: float = 0.0, tokens: int = 0,
+                 construction_seconds: float = 0.0, generator_updates: int = 0,
+                 discriminator_updates: int = 0):
         self.budget = budget
         self.device = torch.device(device)
         self.seconds, self.steps, self.flops, self.tokens = seconds, steps, flops, tokens
+        # Building the variant (tokenizers, encoding, a source variant): part of ``seconds``.
+        self.construction_seconds = construction_seconds
+        self.generator_updates = generator_updates
+        self.discriminator_updates = discriminator_updates
         self._started_at: float | None = None
 
     def _now(self) -> float:
@@ -84,10 +91,25 @@ class BudgetClock:
         running = self._now() - self._started_at if self._started_at is not None else 0.0
         return self.seconds + running
 
-    def record_step(self, tokens: int, flops: float = 0.0) -> None:
+    def charge_construction(self, seconds: float) -> None:
+        """Building the variant counts in seconds budgets (METRICS.md, Budget)."""
+        self.construction_seconds += seconds
+        self.seconds += seconds
+
+    def record_step(self, tokens: int, flops: float = 0.0, generator_updates: int = 0,
+                    discriminator_updates: int = 0) -> None:
         self.steps += 1
         self.tokens += int(tokens)
         self.flops += float(flops)
+        self.generator_updates += int(generator_updates)
+        self.discriminator_updates += int(discriminator_updates)
+
+    def state(self) -> dict:
+        """The counters a checkpoint keeps; BudgetClock(budget, device, **state) restores them."""
+        return {"seconds": self.elapsed(), "steps": self.steps, "flops": self.flops,
+                "tokens": self.tokens, "construction_seconds": self.construction_seconds,
+                "generator_updates": self.generator_updates,
+                "discriminator_updates": self.discriminator_updates}
 
     def used(self) -> float:
         return {"seconds": self.elapsed(), "steps": float(self.steps),
@@ -103,4 +125,7 @@ class BudgetClock:
     def summary(self) -> dict:
         return {"given": str(self.budget), "kind": self.budget.kind,
                 "amount": self.budget.amount, "used": self.used(), "steps": self.steps,
-                "seconds": self.elapsed(), "flops": self.flops, "tokens": self.tokens}
+                "seconds": self.elapsed(), "flops": self.flops, "tokens": self.tokens,
+                "construction_seconds": self.construction_seconds,
+                "generator_updates": self.generator_updates,
+                "discriminator_updates": self.discriminator_updates}

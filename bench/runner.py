@@ -30,10 +30,11 @@ from bench.checkpoint import check_fits, clean_stale_temporaries, load_state, sa
 from bench.config import build_config, config_to_dict
 from bench.corpora import Corpus, load_corpus
 from bench.distributed import World
+from bench.divergence import nll_divergence
 from bench.errors import Diverged, GanbenchError, StepAbandoned
 from bench.evaluation import EvalConfig, evaluate_variant
 from bench.registry import get_variant
-from bench.variant import Variant
+from bench.variant import StepReport, Variant
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 TRAIN_LOG_FILE = "train_log.jsonl"
@@ -181,8 +182,7 @@ def _save_checkpoint(run: PreparedRun, variant: Variant, clock: BudgetClock) -> 
     variant_state = variant.state_dict()
     state = {
         "variant": variant_state,
-        "clock": {"seconds": clock.elapsed(), "steps": clock.steps, "flops": clock.flops,
-                  "tokens": clock.tokens},
+        "clock": clock.state(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": _cuda_rng(run.device),
         "config": config_to_dict(run.config),
@@ -225,29 +225,60 @@ def _progress_bar(run: PreparedRun, quiet: bool):
                 bar_format="{desc}: {percentage:3.0f}% of budget |{bar}| {elapsed} {postfix}")
 
 
-def execute(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
-    """Train, evaluate and write the record; returns the record (status ok/diverged/failed).
+@dataclass
+class TrainOutcome:
+    """How the train loop ended: status ok/diverged/failed, why, and at which step."""
 
-    Under torchrun (bench/distributed.py) every rank trains; rank 0 alone writes files and
-    evaluates, the other ranks return a record without metrics after training.
-    """
-    world = run.world
-    main = world.is_main
-    record_path = run.run_dir / records.RECORD_FILE
-    checkpoint_path = run.run_dir / CHECKPOINT_FILE
-    if main:
+    status: str = "ok"
+    reason: str | None = None
+    failed_step: int | None = None
+    last_logs: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class EvalOutcome:
+    metrics: dict[str, Any] = field(default_factory=dict)
+    curve: list = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)
+    timings: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _open_run_dir(run: PreparedRun) -> None:
+    """Make the run directory; a stale record must not read as this run's result if it dies."""
+    if run.world.is_main:
         run.run_dir.mkdir(parents=True, exist_ok=True)
-        # A stale record must not read as this run's result if this run dies.
-        record_path.unlink(missing_ok=True)
-    distributed.join(world, run.device)
+        (run.run_dir / records.RECORD_FILE).unlink(missing_ok=True)
+    distributed.join(run.world, run.device)
 
+
+def _build_variant(run: PreparedRun) -> tuple[Variant, float]:
+    """The variant and the seconds its construction took (tokenizer training, corpus encoding,
+    a source variant): those count in seconds budgets."""
+    # The first optimiser a process builds imports torch._dynamo (seconds): a one-off of the
+    # process, not this variant's work, so it is paid before the construction clock starts.
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)
+    construction = BudgetClock(run.budget, run.device)
+    construction.start()
     torch.manual_seed(run.spec.seed)
     variant = run.variant_class(run.config, run.corpus, run.device, run.spec.seed)
-    if world.size > 1:
+    construction.pause()
+    if run.world.size > 1:
         # Weights are the same on every rank; dropout masks must not be.
-        torch.manual_seed(distributed.rank_seed(run.spec.seed, world.rank))
-    clock = BudgetClock(run.budget, run.device)
-    resumed_from = None
+        torch.manual_seed(distributed.rank_seed(run.spec.seed, run.world.rank))
+    return variant, construction.seconds
+
+
+def _resume(run: PreparedRun, options: RunOptions, variant: Variant,
+            construction_seconds: float) -> tuple[BudgetClock, int | None]:
+    """The clock to train on and the step resumed from (None for a fresh start): restores the
+    variant, clock and random streams from the checkpoint if there is one and resuming is on;
+    with resuming off, drops any old checkpoint and log. A fresh clock is charged the
+    construction; a resumed one already holds the first construction's charge."""
+    world = run.world
+    checkpoint_path = run.run_dir / CHECKPOINT_FILE
+    clock, resumed_from = BudgetClock(run.budget, run.device), None
+    clock.charge_construction(construction_seconds)
     if options.resume and checkpoint_path.exists():
         state = load_state(checkpoint_path)
         if state.get("config") != config_to_dict(run.config):
@@ -269,22 +300,41 @@ def execute(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
         if random_state.get("cuda_rng") is not None and run.device.type == "cuda":
             torch.cuda.set_rng_state(random_state["cuda_rng"], run.device)
         resumed_from = clock.steps
-        if main:
+        if world.is_main:
             _truncate_log(run.run_dir / TRAIN_LOG_FILE, clock.steps)
-    elif not options.resume and main:
+    elif not options.resume and world.is_main:
         checkpoint_path.unlink(missing_ok=True)
         (run.run_dir / TRAIN_LOG_FILE).unlink(missing_ok=True)
     if world.size > 1 and not _ranks_agree(variant):
         raise GanbenchError("the data-parallel ranks built different variants (weights, "
                             "tokenizers or samplers differ); is the corpus the same on all?")
+    return clock, resumed_from
 
-    status, reason, failed_step = "ok", None, None
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+def _count_step(run: PreparedRun, clock: BudgetClock, report: StepReport) -> None:
+    """Charge one step to the clock; raises Diverged, on every rank, when a log is not finite
+    or the MLE loss is past its bound (bench.divergence) on any rank."""
+    bad = _finite_logs(report.logs) or nll_divergence(report.nll, report.nll_vocab_size,
+                                                      clock.steps + 1)
+    tokens, flops, ranks_bad = report.tokens, report.flops, float(bad is not None)
+    if run.world.size > 1:
+        # The budget counts the work of all ranks.
+        tokens, flops, ranks_bad = distributed.sum_over_ranks([tokens, flops, ranks_bad])
+    clock.record_step(int(tokens), flops, report.generator_updates,
+                      report.discriminator_updates)
+    if bad:
+        raise Diverged(bad)
+    if ranks_bad:
+        raise Diverged("a training log is not finite, or a loss diverged, on another "
+                       "data-parallel rank")
+
+
+def _train_loop(run: PreparedRun, options: RunOptions, variant: Variant, clock: BudgetClock,
+                outcome: TrainOutcome, log_handle) -> None:
+    """Call train_step until the budget is spent, logging and checkpointing on the way."""
+    world, main = run.world, run.world.is_main
     bar = _progress_bar(run, options.quiet or not main)
     last_checkpoint = time.monotonic()
-    last_logs: dict[str, float] = {}
-    log_path = run.run_dir / TRAIN_LOG_FILE if main else Path(os.devnull)
-    log_handle = log_path.open("a", encoding="utf-8")
     try:
         clock.start()
         stop, progress, _ = _decide(world, clock, checkpoint_due=False)
@@ -297,17 +347,8 @@ def execute(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
                 report = variant.train_step(progress)
             except StepAbandoned:
                 break  # the budget ran out inside the step; its partial work is dropped
-            bad = _finite_logs(report.logs)
-            tokens, flops, ranks_bad = report.tokens, report.flops, float(bad is not None)
-            if world.size > 1:
-                # The budget counts the work of all ranks.
-                tokens, flops, ranks_bad = distributed.sum_over_ranks([tokens, flops, ranks_bad])
-            clock.record_step(int(tokens), flops)
-            last_logs = report.logs
-            if bad:
-                raise Diverged(bad)
-            if ranks_bad:
-                raise Diverged("a training log is not finite on another data-parallel rank")
+            outcome.last_logs = report.logs
+            _count_step(run, clock, report)
             if main and (clock.steps % options.log_every == 0 or clock.steps == 1):
                 log_handle.write(json.dumps({"step": clock.steps, "seconds": clock.elapsed(),
                                              "progress": clock.progress(), **report.logs}) + "\n")
@@ -323,59 +364,83 @@ def execute(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
                 last_checkpoint = time.monotonic()
                 clock.start()
         clock.pause()
-    except Diverged as err:
-        clock.pause()
-        status, reason, failed_step = "diverged", err.reason, clock.steps
-    except (KeyboardInterrupt, GanbenchError):
-        raise
-    except Exception as err:  # a bug or resource error: recorded, the suite goes on
-        clock.pause()
-        status, reason, failed_step = "failed", f"{type(err).__name__}: {err}", clock.steps
-        error_file = "error.txt" if main else f"error_rank{world.rank}.txt"
-        run.run_dir.mkdir(parents=True, exist_ok=True)
-        (run.run_dir / error_file).write_text(traceback.format_exc())
     finally:
         bar.close()
-        log_handle.close()
-    if status == "ok":
+
+
+def _train(run: PreparedRun, options: RunOptions, variant: Variant,
+           clock: BudgetClock) -> TrainOutcome:
+    """Train inside the budget; a divergence or an unexpected error becomes the outcome's
+    status (the suite goes on), bad input and interrupts propagate."""
+    outcome = TrainOutcome()
+    main = run.world.is_main
+    log_path = run.run_dir / TRAIN_LOG_FILE if main else Path(os.devnull)
+    with log_path.open("a", encoding="utf-8") as log_handle:
+        try:
+            _train_loop(run, options, variant, clock, outcome, log_handle)
+        except Diverged as err:
+            clock.pause()
+            outcome.status, outcome.reason, outcome.failed_step = (
+                "diverged", err.reason, clock.steps)
+        except (KeyboardInterrupt, GanbenchError):
+            raise
+        except Exception as err:  # a bug or resource error: recorded, the suite goes on
+            clock.pause()
+            outcome.status, outcome.failed_step = "failed", clock.steps
+            outcome.reason = f"{type(err).__name__}: {err}"
+            error_file = "error.txt" if main else f"error_rank{run.world.rank}.txt"
+            run.run_dir.mkdir(parents=True, exist_ok=True)
+            (run.run_dir / error_file).write_text(traceback.format_exc())
+    if outcome.status == "ok":
         # Evaluation is the longest phase: a run killed during it resumes here, untrained.
         _save_checkpoint(run, variant, clock)
-    train_seconds = clock.elapsed()
+    return outcome
 
+
+def _leave_ranks(run: PreparedRun, variant: Variant, outcome: TrainOutcome) -> bool | None:
+    """With several ranks: check they ended in one state (a failed run skips the collective:
+    after a failure the ranks are at different collectives, and only the others' exits can end
+    them) and leave the group. Returns whether they agree (None in one process)."""
+    if run.world.size == 1:
+        return None
     ranks_in_sync = None
-    if world.size > 1:
-        # After a failure the ranks are at different collectives: only the others' exits (and
-        # torchrun stopping the rest) can end them, so no more collectives then.
-        if status != "failed":
-            ranks_in_sync = _ranks_agree(variant)
-            if not ranks_in_sync and status == "ok":
-                status, reason = "failed", "the data-parallel ranks ended with different states"
-        distributed.leave()
-        if not main:
-            return {"status": status, "rank": world.rank, "reason": reason,
-                    "failed_at_step": failed_step, "budget": clock.summary(), "metrics": {}}
+    if outcome.status != "failed":
+        ranks_in_sync = _ranks_agree(variant)
+        if not ranks_in_sync and outcome.status == "ok":
+            outcome.status = "failed"
+            outcome.reason = "the data-parallel ranks ended with different states"
+    distributed.leave()
+    return ranks_in_sync
 
-    metrics: dict[str, Any] = {}
-    curve: list = []
-    samples: list[str] = []
-    eval_timings: dict[str, Any] = {}
+
+def _evaluate(run: PreparedRun, variant: Variant, clock: BudgetClock, train_seconds: float,
+              outcome: TrainOutcome) -> EvalOutcome:
+    """Metrics, curve and samples of a run that trained ok; writes samples and artifacts. An
+    error here fails the run (outcome.status) instead of raising."""
+    result = EvalOutcome()
     eval_started = time.perf_counter()
-    if status == "ok":
+    if outcome.status == "ok":
         try:
-            metrics, curve, samples, eval_timings = evaluate_variant(
+            result.metrics, result.curve, result.samples, result.timings = evaluate_variant(
                 variant, run.corpus, run.eval_config, run.spec.seed)
-            metrics["train_tokens_per_s"] = clock.tokens / max(train_seconds, 1e-9)
+            result.metrics["train_tokens_per_s"] = clock.tokens / max(train_seconds, 1e-9)
             records.write_text_atomic(run.run_dir / SAMPLES_FILE,
-                                      "".join(s + "\n" for s in samples))
+                                      "".join(s + "\n" for s in result.samples))
             variant.save_artifacts(run.run_dir / "artifacts")
         except (KeyboardInterrupt, GanbenchError):
             raise
         except Exception as err:
-            status, reason = "failed", f"evaluation: {type(err).__name__}: {err}"
+            outcome.status = "failed"
+            outcome.reason = f"evaluation: {type(err).__name__}: {err}"
             (run.run_dir / "error.txt").write_text(traceback.format_exc())
-    eval_seconds = time.perf_counter() - eval_started
+    result.seconds = time.perf_counter() - eval_started
+    return result
 
-    record = {
+
+def _build_record(run: PreparedRun, clock: BudgetClock, outcome: TrainOutcome,
+                  evaluation: EvalOutcome, train_seconds: float, resumed_from: int | None,
+                  ranks_in_sync: bool | None, started_at: str) -> dict[str, Any]:
+    return {
         "schema": records.SCHEMA_VERSION,
         "run": run.spec.run_name(),
         "variant": run.spec.variant,
@@ -386,25 +451,51 @@ def execute(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
                     "train_subsample": run.spec.train_subsample},
         "seed": run.spec.seed,
         "budget": clock.summary(),
-        "status": status,
-        "reason": reason,
-        "failed_at_step": failed_step,
+        "status": outcome.status,
+        "reason": outcome.reason,
+        "failed_at_step": outcome.failed_step,
         "resumed_from_step": resumed_from,
-        "metrics": metrics,
-        "curve": curve,
-        "last_train_logs": last_logs,
+        "metrics": evaluation.metrics,
+        "curve": evaluation.curve,
+        "last_train_logs": outcome.last_logs,
         "evaluation": config_to_dict(run.eval_config),
-        "timings": {"train_seconds": train_seconds, "eval_seconds": eval_seconds,
-                    **eval_timings},
-        "environment": {**records.environment(run.device), "world_size": world.size,
-                        **({"ranks_in_sync": ranks_in_sync} if world.size > 1 else {})},
+        "timings": {"train_seconds": train_seconds, "eval_seconds": evaluation.seconds,
+                    **evaluation.timings},
+        "environment": {**records.environment(run.device), "world_size": run.world.size,
+                        **({"ranks_in_sync": ranks_in_sync} if run.world.size > 1 else {})},
         "started_at": started_at,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "samples": samples,
+        "samples": evaluation.samples,
     }
-    records.write_json_atomic(record_path, record)
+
+
+def _write_record(run: PreparedRun, record: dict[str, Any]) -> None:
+    records.write_json_atomic(run.run_dir / records.RECORD_FILE, record)
     # The record is final: the checkpoint is only for resuming and can go.
-    checkpoint_path.unlink(missing_ok=True)
+    (run.run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+
+
+def execute(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
+    """Train, evaluate and write the record; returns the record (status ok/diverged/failed).
+
+    Under torchrun (bench/distributed.py) every rank trains; rank 0 alone writes files and
+    evaluates, the other ranks return a record without metrics after training.
+    """
+    _open_run_dir(run)
+    variant, construction_seconds = _build_variant(run)
+    clock, resumed_from = _resume(run, options, variant, construction_seconds)
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    outcome = _train(run, options, variant, clock)
+    train_seconds = clock.elapsed()
+    ranks_in_sync = _leave_ranks(run, variant, outcome)
+    if not run.world.is_main:
+        return {"status": outcome.status, "rank": run.world.rank, "reason": outcome.reason,
+                "failed_at_step": outcome.failed_step, "budget": clock.summary(),
+                "metrics": {}}
+    evaluation = _evaluate(run, variant, clock, train_seconds, outcome)
+    record = _build_record(run, clock, outcome, evaluation, train_seconds, resumed_from,
+                           ranks_in_sync, started_at)
+    _write_record(run, record)
     return record
 
 

@@ -20,11 +20,19 @@ from bench.corpora import Corpus
 
 @dataclass
 class StepReport:
-    """What one training step did: generator tokens processed, its FLOPs, diagnostics."""
+    """What one training step did: generator tokens processed, its FLOPs (sampling included),
+    the optimiser updates of each network, diagnostics, and the MLE loss if it took one."""
 
     tokens: int
     flops: float = 0.0
     logs: dict[str, float] = field(default_factory=dict)
+    generator_updates: int = 1
+    discriminator_updates: int = 0
+    # Mean per-token cross-entropy (nats) of a maximum-likelihood step, over a softmax of
+    # nll_vocab_size tokens: the harness ends a run whose loss is far above log(vocab) as
+    # diverged (bench.divergence).
+    nll: float | None = None
+    nll_vocab_size: int = 0
 
 
 @dataclass
@@ -99,6 +107,15 @@ class Variant(abc.ABC):
         """The variant's own discriminator's score per text (higher = more real), if it has one.
         Used to filter synthetic data; never used for evaluation (disc_acc is a fresh model)."""
         return None
+
+    def sampling_flops(self, texts: list[str]) -> float:
+        """FLOPs it took to sample ``texts`` (synthetic data counts in FLOPs budgets); 0 for a
+        variant that does not say."""
+        return 0.0
+
+    def scoring_flops(self, texts: list[str]) -> float:
+        """FLOPs of ``realness_scores(texts)``; 0 for a variant that does not say."""
+        return 0.0
 
     def save_artifacts(self, directory: Path) -> None:  # noqa: B027 - optional hook
         """Optional: write models in their native format (e.g. save_pretrained)."""

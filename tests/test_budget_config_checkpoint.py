@@ -26,16 +26,29 @@ def test_bad_budgets(text):
         Budget.parse(text)
 
 
-def test_clock_counts_steps_and_flops_and_pauses():
+def test_clock_counts_steps_and_flops_and_pauses(monkeypatch):
+    now = [100.0]  # a clock the test moves by hand
+    monkeypatch.setattr("bench.budget.time.perf_counter", lambda: now[0])
     clock = BudgetClock(Budget.parse("3steps"), torch.device("cpu"))
     clock.start()
     for _ in range(3):
         assert not clock.exhausted()
         clock.record_step(tokens=10, flops=5.0)
     assert clock.exhausted() and clock.progress() == 1.0
+    now[0] += 2.0
+    assert clock.elapsed() == 2.0  # running: counts
     clock.pause()
-    paused_at = clock.elapsed()
-    assert clock.elapsed() == paused_at  # paused time does not count
+    now[0] += 50.0
+    assert clock.elapsed() == 2.0  # paused time does not count
+    clock.start()
+    now[0] += 0.5
+    assert clock.elapsed() == 2.5  # and counting resumes from where it was
+    seconds = BudgetClock(Budget.parse("10s"), torch.device("cpu"))
+    seconds.start()
+    now[0] += 4.0
+    assert seconds.progress() == 0.4 and not seconds.exhausted()
+    now[0] += 6.0
+    assert seconds.exhausted()
     summary = clock.summary()
     assert summary["steps"] == 3 and summary["tokens"] == 30 and summary["flops"] == 15.0
     flops = BudgetClock(Budget.parse("12flops"), torch.device("cpu"))

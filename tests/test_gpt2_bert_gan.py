@@ -160,15 +160,25 @@ def generator_gradient(variant, rollout):
 
 
 def test_the_reward_is_what_drives_the_generator(corpus):
+    from types import SimpleNamespace
+
     from baselines.primitives import hf
 
+    class PieceCounter(torch.nn.Module):
+        """A stand-in discriminator: logits (fake, real) = (1, word pieces of the sentence)."""
+
+        def forward(self, input_ids, attention_mask):
+            pieces = attention_mask.sum(dim=1).float()
+            return SimpleNamespace(logits=torch.stack([torch.ones_like(pieces), pieces], 1))
+
     variant = adversarial_variant(corpus, kl_coef=0.0, ppo_clip=0.0, grad_clip=0.0)
+    variant.discriminator = PieceCounter()
     rollout = variant._new_rollout()
-    # The rewards are the discriminator's log-odds of the rollout's own sentences.
-    variant.discriminator.eval()
-    with torch.no_grad():
-        logits = hf.classifier_logits(variant.discriminator, rollout.fakes)
-    assert torch.allclose(rollout.rewards, logits[:, 1] - logits[:, 0])
+    # The rewards are the discriminator's log-odds (real - fake) of the rollout's own
+    # sentences, read as word pieces: here pieces - 1, counted independently from the texts.
+    texts = hf.decode_samples(variant.tokenizer, rollout.samples)
+    pieces = [len(variant.d_tokenizer(text)["input_ids"]) for text in texts]
+    assert rollout.rewards.tolist() == [float(n - 1) for n in pieces]
     # Zero advantages (all rewards equal) and no KL: no gradient at all.
     state = {k: v.clone() for k, v in variant.generator.state_dict().items()}
     rollout.advantages = torch.zeros_like(rollout.advantages)

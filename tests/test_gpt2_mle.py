@@ -75,11 +75,19 @@ def test_windowed_scoring_of_sentences_longer_than_the_positions(trained):
     batch = hf.encode_texts(variant.tokenizer, ["a man riding a bike down a street ."] * 2 +
                             ["a cat ."], variant.bos_id, variant.eos_id)
     full = hf.token_log_probs(variant.generator.eval(), batch)
-    assert torch.equal(hf.windowed_token_log_probs(variant.generator, batch, 128), full)
     window = 4
     windowed = hf.windowed_token_log_probs(variant.generator, batch, window)
     assert torch.allclose(windowed[:, :window], full[:, :window], atol=1e-5)
     assert torch.equal(windowed != 0, batch.mask)  # each counted target scored once
+    # By hand, window 4 advancing by 2: targets 0-3 in window [0, 4), 4-5 in [2, 6), 6-7 in
+    # [4, 8), ...: target t >= 4 is predicted from inputs 2 * (t // 2) - 2 .. t alone.
+    with torch.no_grad():
+        for t in range(window, batch.inputs.shape[1]):
+            begin = 2 * (t // 2) - 2
+            logits = variant.generator(input_ids=batch.inputs[:, begin : t + 1]).logits[:, -1]
+            expected = torch.log_softmax(logits.float(), dim=-1).gather(
+                1, batch.targets[:, t : t + 1]).squeeze(1) * batch.mask[:, t]
+            assert torch.allclose(windowed[:, t], expected, atol=1e-5), t
 
 
 def test_sample_is_text_seeded_and_free_of_special_tokens(trained):

@@ -75,16 +75,30 @@ def capture_policy_gradient(variant):
     return seen
 
 
-def test_reinforce_rewards_are_the_discriminators_logits(tiny_corpus):
+class KnownLogits(torch.nn.Module):
+    """A stand-in discriminator whose logit for prefix t of sequence n is 10 n + t."""
+
+    def forward(self, tokens):
+        rows, width = tokens.shape[:2]
+        return (10.0 * torch.arange(rows).unsqueeze(1) + torch.arange(width)).float()
+
+    def flops_per_token(self):
+        return 0.0
+
+
+def test_reinforce_rewards_are_the_discriminators_logits(tiny_corpus, monkeypatch):
+    from bench.text import EOS
+
     variant = make(tiny_corpus, **ADVERSARIAL_ONLY)
+    variant.discriminator = KnownLogits()
+    samples = torch.full((2, variant.width), PAD)
+    samples[0, :3] = torch.tensor([5, 6, EOS])
+    samples[1, :2] = torch.tensor([7, EOS])
+    monkeypatch.setattr("baselines.lstm_gan.sample_sequences", lambda *args: samples.clone())
     seen = capture_policy_gradient(variant)
     variant.generator_update()
-    samples = seen["samples"]
-    with torch.no_grad():
-        prefix_logits = variant.discriminator(samples)
-    # One reward per sequence: the logit after its EOS.
-    ends = (samples != PAD).sum(dim=1) - 1
-    assert torch.allclose(seen["rewards"], prefix_logits[torch.arange(len(samples)), ends])
+    # One reward per sequence, the logit after its EOS, by hand: 10 x 0 + 2 and 10 x 1 + 1.
+    assert seen["rewards"].tolist() == [2.0, 11.0]
 
 
 def test_dense_rewards_are_discounted_prefix_logits(tiny_corpus):
@@ -210,7 +224,8 @@ def test_adversarial_rounds_on_cuda(tiny_corpus, g_loss):
 
 def test_realness_scores_are_the_discriminators(tiny_corpus):
     variant = make(tiny_corpus)
-    scores = variant.realness_scores(tiny_corpus.train_text()[:3])
-    with torch.no_grad():
-        expected = variant.sequence_scores(variant.train_data.targets[:3])
-    assert scores == pytest.approx(expected.tolist(), abs=1e-6)
+    variant.discriminator = KnownLogits()
+    # Read in the evaluation tokenization ("A dog." is a, dog, . then EOS at index 3), scored
+    # at each sentence's EOS, by hand: 10 x 0 + 3, 10 x 1 + 5, 10 x 2 + 1 (an unknown word).
+    scores = variant.realness_scores(["A dog.", "a cat runs fast .", "zzyzx"])
+    assert scores == [3.0, 15.0, 21.0]

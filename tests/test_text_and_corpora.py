@@ -33,8 +33,14 @@ def test_named_corpora_load_with_checksums(coco, data_dir):
     assert coco.tokenization.lowercase
     expected = hashlib.sha256((data_dir / "coco" / "train.txt").read_bytes()).hexdigest()
     assert coco.sha256["train.txt"] == expected == NAMED_CORPORA["coco"].train.sha256
-    # Max length and vocabulary come from the training split only.
-    assert coco.max_length == max(len(s) for s in coco.train)
+    # Max length and vocabulary come from the training split only: a hand-made corpus whose
+    # test split has a longer sentence and a word the training split lacks.
+    from bench.corpora import Corpus
+
+    small = Corpus("small", [["a", "dog", "."], ["a", "cat", "runs", "."]],
+                   [["a", "zebra", "runs", "far", "away", "."]], coco.tokenization)
+    assert small.max_length == 4
+    assert "zebra" not in small.vocab.index and len(small.vocab) == 4 + 5  # 4 specials
     news = load_corpus("news", data_dir)
     assert not news.tokenization.lowercase
     poems = load_corpus("chinese_poems", data_dir)

@@ -14,6 +14,10 @@ Rewards
 
 REINFORCE (Williams 1992)
 - ``reinforce_loss``: -(reward - baseline) x log p(token), averaged over counted tokens.
+- ``sampled_action_mask``: the positions that hold a sampled action; the EOS forced at the
+  length cap was not sampled and gets no policy gradient.
+- ``sampling_log_probs``: log p(token) under the distribution actually sampled from (never-
+  sampled tokens masked out, the sampling temperature applied).
 - ``batch_mean_baseline``, ``moving_average``: the two baselines besides none.
 
 Relaxation
@@ -21,7 +25,8 @@ Relaxation
   (Jang et al. 2017; Maddison et al. 2017), the straight-through estimator of Bengio et al. 2013.
 
 GAN losses
-- ``discriminator_bce_loss``, ``nonsaturating_generator_loss`` (Goodfellow et al. 2014),
+- ``discriminator_bce_loss``, ``sequential_bce_loss`` (every prefix),
+  ``nonsaturating_generator_loss`` (Goodfellow et al. 2014),
   ``wasserstein_critic_loss``, ``wasserstein_generator_loss`` (Arjovsky et al. 2017).
 
 Diagnostics
@@ -71,6 +76,32 @@ def discounted_returns(step_rewards: torch.Tensor, mask: torch.Tensor, gamma: fl
 
 
 # -- REINFORCE ---------------------------------------------------------------------------------
+
+
+def sampled_action_mask(tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """[B, W] True where a token was sampled: not padding, and not the last position, whose
+    token (EOS) the sampler forces at the length cap."""
+    mask = tokens != pad_id
+    mask[:, -1] = False
+    return mask
+
+
+def sampling_log_probs(logits: torch.Tensor, tokens: torch.Tensor,
+                       never_sampled: tuple[int, ...] | list[int] = (),
+                       temperature: float = 1.0) -> torch.Tensor:
+    """log p(token) [B, T] under softmax(logits / temperature) with the ``never_sampled`` ids
+    removed, i.e. the distribution the sampler drew from. logits [B, T, V], tokens [B, T];
+    positions whose token is a never-sampled id (padding) get 0."""
+    scaled = logits.float() / temperature
+    if len(never_sampled):
+        scaled = scaled.clone()
+        scaled[..., list(never_sampled)] = -float("inf")
+    never = torch.zeros(tokens.shape, dtype=torch.bool, device=tokens.device)
+    for token_id in never_sampled:
+        never |= tokens == token_id
+    safe = tokens.masked_fill(never, 0)
+    log_probs = torch.log_softmax(scaled, dim=-1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)
+    return log_probs.masked_fill(never, 0.0)
 
 
 def reinforce_loss(log_probs: torch.Tensor, rewards: torch.Tensor, mask: torch.Tensor,
@@ -138,6 +169,15 @@ def discriminator_bce_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor
     """Binary cross-entropy, real labelled 1 and fake 0, the two sets weighted equally:
     (mean -log sigmoid(real) + mean -log(1 - sigmoid(fake))) / 2."""
     return 0.5 * (F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean())
+
+
+def sequential_bce_loss(real_logits: torch.Tensor, real_mask: torch.Tensor,
+                        fake_logits: torch.Tensor, fake_mask: torch.Tensor) -> torch.Tensor:
+    """ScratchGAN's discriminator loss (de Masson d'Autume et al. 2019): the binary
+    cross-entropy of every prefix's logit [B, T], averaged over each side's counted positions,
+    the two sides weighted equally. Dense rewards read every prefix, so every prefix is trained."""
+    return 0.5 * (masked_mean(F.softplus(-real_logits), real_mask)
+                  + masked_mean(F.softplus(fake_logits), fake_mask))
 
 
 def nonsaturating_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:

@@ -304,9 +304,10 @@ def encode_texts(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], bos_i
     return TokenBatch(inputs, targets, mask)
 
 
-def token_log_probs(model: PreTrainedModel, batch: TokenBatch,
-                    temperature: float = 1.0) -> torch.Tensor:
-    """log p(target | prefix) per position [N, W], float32, 0 where the mask is False.
+def token_log_probs(model: PreTrainedModel, batch: TokenBatch, temperature: float = 1.0,
+                    banned_ids: Sequence[int] = ()) -> torch.Tensor:
+    """log p(target | prefix) per position [N, W], float32, 0 where the mask is False
+    (``banned_ids`` removed from the softmax, as when sampling).
 
     Right padding needs no attention mask: causal attention never looks at later positions.
     A GPT-2 projects and normalises the counted positions alone (its head is a plain linear
@@ -320,7 +321,10 @@ def token_log_probs(model: PreTrainedModel, batch: TokenBatch,
     with autocast(batch.inputs.device):
         hidden = model.transformer(input_ids=batch.inputs).last_hidden_state
         logits = model.lm_head(hidden[batch.mask])
-    counted = -F.cross_entropy(logits.float() / temperature, batch.targets[batch.mask],
+    logits = logits.float()
+    if len(banned_ids):
+        logits[:, list(banned_ids)] = -float("inf")
+    counted = -F.cross_entropy(logits / temperature, batch.targets[batch.mask],
                                reduction="none")
     out = torch.zeros(batch.targets.shape, dtype=counted.dtype, device=counted.device)
     return out.masked_scatter(batch.mask, counted)
@@ -369,6 +373,16 @@ class Samples:
 
     def num_tokens(self) -> int:
         return int(self.mask.sum())
+
+    def action_batch(self, max_new_tokens: int) -> TokenBatch:
+        """as_batch with only the sampled actions counted: the EOS that sample_tokens forces
+        after ``max_new_tokens`` was not drawn and gets no policy gradient."""
+        batch = self.as_batch()
+        forced = self.prompts.shape[1] - 1 + max_new_tokens
+        if forced < batch.mask.shape[1]:
+            batch.mask = batch.mask.clone()
+            batch.mask[:, forced] = False
+        return batch
 
 
 @torch.no_grad()

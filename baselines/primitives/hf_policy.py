@@ -19,6 +19,8 @@ sampled tokens and their EOS), False on padding. Log-probs are per token, float3
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -26,12 +28,20 @@ from baselines.primitives.estimators import masked_mean
 
 
 def masked_token_log_probs(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
-                           temperature: float = 1.0) -> torch.Tensor:
-    """log softmax(logits / temperature)[target] per position [B, T], 0 where mask is False."""
+                           temperature: float = 1.0, banned_ids: Sequence[int] = ()
+                           ) -> torch.Tensor:
+    """log softmax(logits / temperature)[target] per position [B, T], 0 where mask is False.
+    ``banned_ids`` (tokens the sampler never draws) are removed from the softmax, so that the
+    log-probs are those of the distribution sampled from."""
+    logits = logits.float()
+    if len(banned_ids):
+        logits = logits.clone()
+        logits[..., list(banned_ids)] = -float("inf")
     # cross_entropy is log_softmax + gather fused: no [B, T, V] log-prob tensor is kept.
-    log_probs = -F.cross_entropy(logits.float().flatten(0, 1) / temperature, targets.flatten(),
+    log_probs = -F.cross_entropy(logits.flatten(0, 1) / temperature, targets.flatten(),
                                  reduction="none").view(targets.shape)
-    return log_probs * mask
+    # where, not a product: a banned target at a masked position has log-prob -inf.
+    return torch.where(mask, log_probs, torch.zeros_like(log_probs))
 
 
 def sequence_log_probs(token_log_probs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
