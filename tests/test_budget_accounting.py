@@ -5,6 +5,7 @@ distribution sampled from, the real vocabulary of the mixed corpus); divergence 
 import json
 import math
 import time
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -24,11 +25,16 @@ LSTM_TINY = {"embedding_dim": 8, "hidden_dim": 8, "batch_size": 8, "d_embedding_
 # -- item 5: what the budget counts ----------------------------------------------------------
 
 
+@dataclass
+class NoFields:
+    """A config with nothing to set (the runner writes configs into checkpoints)."""
+
+
 class SlowToBuild(Variant):
     """Takes 0.4 s to build, 0.02 s a step."""
 
     name = "slow_to_build"
-    Config = dict
+    Config = NoFields
 
     def __init__(self, config, corpus, device, seed):
         super().__init__(config, corpus, device, seed)
@@ -53,7 +59,7 @@ def run_slow(tmp_path, tiny_corpus, budget):
     from bench.runner import PreparedRun, RunOptions, RunSpec, _build_variant, _resume
 
     spec = RunSpec("slow_to_build", "coco_tiny", budget)
-    run = PreparedRun(spec, SlowToBuild, {}, EvalConfig(), Budget.parse(budget), tiny_corpus,
+    run = PreparedRun(spec, SlowToBuild, NoFields(), EvalConfig(), Budget.parse(budget), tiny_corpus,
                       torch.device("cpu"), tmp_path / "run")
     run.run_dir.mkdir()
     variant, construction = _build_variant(run)
