@@ -30,7 +30,7 @@ from bench.config import build_config, config_to_dict
 from bench.corpora import Corpus, load_corpus
 from bench.distributed import World
 from bench.errors import Diverged, GanbenchError, StepAbandoned
-from bench.evaluation import EvalConfig, evaluate_variant
+from bench.evaluation import EvalConfig, evaluate_variant, status_lines
 from bench.registry import get_variant
 from bench.variant import Variant
 
@@ -350,7 +350,8 @@ def execute(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
     if status == "ok":
         try:
             metrics, curve, samples, eval_timings = evaluate_variant(
-                variant, run.corpus, run.eval_config, run.spec.seed)
+                variant, run.corpus, run.eval_config, run.spec.seed,
+                None if options.quiet else status_lines(sys.stderr))
             metrics["train_tokens_per_s"] = clock.tokens / max(train_seconds, 1e-9)
             records.write_text_atomic(run.run_dir / SAMPLES_FILE,
                                       "".join(s + "\n" for s in samples))

@@ -148,6 +148,15 @@ def record_complete(run_dir: Path) -> bool:
         return False
 
 
+def eta_text(run_seconds: list[float], remaining: int) -> str:
+    """'; ETA ...' for the runs after this one and this one, from the mean run so far."""
+    if not run_seconds:
+        return ""
+    seconds = (remaining + 1) * sum(run_seconds) / len(run_seconds)
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"; ETA {minutes} min {seconds:02d} s"
+
+
 def run_suite(name_or_file: str, out: Path, data_dir: Path | None = None, device: str = "auto",
               executor: str = "local", quiet: bool = False) -> int:
     suite = load_suite(name_or_file)
@@ -160,6 +169,7 @@ def run_suite(name_or_file: str, out: Path, data_dir: Path | None = None, device
     total = len(suite.runs)
     failures = 0
     started = time.perf_counter()
+    run_seconds: list[float] = []  # runs executed here (skipped ones cost nothing)
     for index, spec in enumerate(suite.runs, start=1):
         run_dir = out / spec.run_name()
         label = f"[{index}/{total}] {spec.run_name()}"
@@ -170,8 +180,11 @@ def run_suite(name_or_file: str, out: Path, data_dir: Path | None = None, device
             corpora[spec.dataset] = load_corpus(spec.dataset, data_dir)
         options = RunOptions(out_dir=out, data_dir=data_dir, device=device, resume=True,
                              checkpoint_every_s=suite.checkpoint_every_s, quiet=quiet)
-        print(f"{label}: running ({total - index} after it)", file=sys.stderr, flush=True)
+        print(f"{label}: running ({total - index} after it{eta_text(run_seconds, total - index)})",
+              file=sys.stderr, flush=True)
+        run_started = time.perf_counter()
         record = execute(prepare(spec, options, corpora[spec.dataset]), options)
+        run_seconds.append(time.perf_counter() - run_started)
         if record["status"] != "ok":
             failures += 1
         metrics = record["metrics"]
