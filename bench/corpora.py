@@ -14,10 +14,13 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.errors import GanbenchError
-from bench.oracle import Oracle
 from bench.text import Tokenization, Vocabulary
+
+if TYPE_CHECKING:  # bench.oracle imports torch; scoring text needs neither
+    from bench.oracle import Oracle
 
 DATA_ENV = "GANBENCH_DATA"
 MIRROR_ENV = "GANBENCH_CORPUS_MIRROR"  # replaces ORIGIN_BASE, e.g. file:///srv/mirror/
@@ -232,6 +235,8 @@ def load_named(name: str, data_dir: Path, download: bool = True) -> Corpus:
 
 
 def load_oracle(cache: Path | None = None) -> Corpus:
+    from bench.oracle import Oracle
+
     oracle = Oracle()
     train, test = oracle.splits(cache_dir=cache if cache is not None else cache_dir())
     as_tokens = [[str(t) for t in row] for row in train.tolist()]

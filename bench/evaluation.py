@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
@@ -16,7 +16,9 @@ from bench.config import field
 from bench.corpora import Corpus
 from bench.errors import GanbenchError
 from bench.text import Tokenization, Vocabulary
-from bench.variant import NLLResult, Variant
+
+if TYPE_CHECKING:  # bench.variant imports torch, which `ganbench score` never needs
+    from bench.variant import NLLResult, Variant
 
 BLEU_ORDERS = (2, 3, 4, 5)
 
@@ -90,6 +92,8 @@ def split_by_vocabulary(sentences: list[list[str]], vocab: Vocabulary
 
 
 def _sum_nll(parts: list[NLLResult]) -> NLLResult:
+    from bench.variant import NLLResult
+
     return NLLResult(sum(p.total_nats for p in parts), sum(p.num_tokens for p in parts),
                      sum(p.num_words for p in parts))
 

@@ -7,9 +7,10 @@ split; both metrics here keep that convention exactly instead of inventing a pai
 - ``sacrebleu_score`` is sacreBLEU's corpus BLEU with every test sentence a reference of every
   hypothesis, i.e. exactly ``sacrebleu.corpus_bleu(samples, [[ref] * N for ref in references],
   tokenize="none")`` (M aligned reference streams, each repeating one test sentence). sacreBLEU
-  would build that in O(N * M); the same sufficient statistics are computed here in O(N + M):
-  n-gram counts are clipped by their largest count in any one test sentence (as sacreBLEU merges
-  multiple references) and the reference length is the closest test length (ties: the shorter).
+  would build that in O(N * M); the same sufficient statistics are computed here in O(N + M),
+  vectorised over integer n-gram keys (``clipped_ngram_matches``): n-gram counts are clipped by
+  their largest count in any one test sentence (as sacreBLEU merges multiple references) and the
+  reference length is the closest test length (ties: the shorter).
   The score itself comes from sacreBLEU's ``BLEU.compute_bleu``; tests check equality with
   ``corpus_bleu`` on small inputs.
 - ``rouge_l`` is the mean over samples of the best ROUGE-L F-measure against any test sentence,
@@ -28,7 +29,7 @@ non-ASCII token (all of chinese_poems).
 from __future__ import annotations
 
 import bisect
-from collections import Counter
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -53,16 +54,60 @@ def _check_inputs(samples: Sequence[str], references: Sequence[str]) -> None:
 # sacreBLEU
 
 
-def _ngram_counts(tokens: Sequence[str], max_order: int) -> Counter:
-    return Counter(tuple(tokens[i : i + n]) for n in range(1, max_order + 1)
-                   for i in range(len(tokens) - n + 1))
-
-
 def _closest_length(length: int, sorted_lengths: list[int]) -> int:
     """The reference length closest to `length`, the shorter one on a tie (as sacreBLEU)."""
     at = bisect.bisect_left(sorted_lengths, length)
     candidates = sorted_lengths[max(at - 1, 0) : at + 1]
     return min(candidates, key=lambda ref_length: (abs(ref_length - length), ref_length))
+
+
+def _counts_per_sentence(sentence: np.ndarray, key: np.ndarray, num_sentences: int
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """(n-gram key, its count in one sentence) for every distinct (sentence, key) pair, in
+    increasing key order."""
+    # Keys stay below (distinct (n-1)-grams) * vocabulary, so key * sentences fits in int64.
+    pairs, counts = np.unique(key * num_sentences + sentence, return_counts=True)
+    return pairs // num_sentences, counts
+
+
+def clipped_ngram_matches(hypotheses: Sequence[Sequence[str]],
+                          references: Sequence[Sequence[str]], max_order: int
+                          ) -> tuple[list[int], list[int]]:
+    """(correct, total) per order 1..max_order: hypothesis n-grams, each clipped by its largest
+    count in any ONE reference (sacreBLEU's multi-reference clipping), and all hypothesis
+    n-grams. Exact integer counts, vectorised: tokens are interned as integers and an n-gram's
+    key is the (n-1)-gram's dense id times the vocabulary size plus its last token."""
+    sentences = [*references, *hypotheses]
+    flat = list(itertools.chain.from_iterable(sentences))
+    ids = {token: i for i, token in enumerate(dict.fromkeys(flat))}
+    tokens = np.fromiter(map(ids.__getitem__, flat), dtype=np.int64, count=len(flat))
+    lengths = np.array([len(s) for s in sentences], dtype=np.int64)
+    sentence = np.repeat(np.arange(len(sentences)), lengths)
+    end = np.repeat(np.cumsum(lengths), lengths)  # one past each token's sentence's last token
+    is_hypothesis = sentence >= len(references)
+    base = max(len(ids), 1)
+    start = np.arange(len(tokens))  # n-grams starting here that fit in their sentence
+    key = tokens.copy()
+    correct, total = [], []
+    for n in range(1, max_order + 1):
+        if n > 1:
+            fits = start + n <= end[start]
+            start, key = start[fits], key[fits]
+            key = np.unique(key, return_inverse=True)[1].reshape(-1) * base + tokens[start + n - 1]
+        hypothesis = is_hypothesis[start]
+        ref_keys, ref_counts = _counts_per_sentence(sentence[start][~hypothesis],
+                                                    key[~hypothesis], len(sentences))
+        first = np.flatnonzero(np.r_[True, ref_keys[1:] != ref_keys[:-1]]) if len(ref_keys) else []
+        best_keys = ref_keys[first]
+        best_counts = np.maximum.reduceat(ref_counts, first) if len(first) else ref_counts[:0]
+        hyp_keys, hyp_counts = _counts_per_sentence(sentence[start][hypothesis],
+                                                    key[hypothesis], len(sentences))
+        at = np.minimum(np.searchsorted(best_keys, hyp_keys), max(len(best_keys) - 1, 0))
+        found = (best_keys[at] == hyp_keys) if len(best_keys) else np.zeros(len(hyp_keys), bool)
+        clip = np.where(found, best_counts[at] if len(best_keys) else 0, 0)
+        correct.append(int(np.minimum(hyp_counts, clip).sum()))
+        total.append(int(hyp_counts.sum()))
+    return correct, total
 
 
 def sacrebleu_score(samples: Sequence[str], references: Sequence[str]) -> dict:
@@ -75,25 +120,13 @@ def sacrebleu_score(samples: Sequence[str], references: Sequence[str]) -> dict:
 
     _check_inputs(samples, references)
     max_order = SACREBLEU_MAX_ORDER
-    best_reference_counts: dict[tuple[str, ...], int] = {}
-    reference_lengths = set()
-    for reference in references:
-        tokens = reference.split()
-        reference_lengths.add(len(tokens))
-        for ngram, count in _ngram_counts(tokens, max_order).items():
-            if count > best_reference_counts.get(ngram, 0):
-                best_reference_counts[ngram] = count
-    sorted_lengths = sorted(reference_lengths)
-
-    correct, total = [0] * max_order, [0] * max_order
-    hypothesis_length = reference_length = 0
-    for sample in samples:
-        tokens = sample.split()
-        hypothesis_length += len(tokens)
-        reference_length += _closest_length(len(tokens), sorted_lengths)
-        for ngram, count in _ngram_counts(tokens, max_order).items():
-            total[len(ngram) - 1] += count
-            correct[len(ngram) - 1] += min(count, best_reference_counts.get(ngram, 0))
+    hypotheses = [sample.split() for sample in samples]
+    reference_tokens = [reference.split() for reference in references]
+    correct, total = clipped_ngram_matches(hypotheses, reference_tokens, max_order)
+    sorted_lengths = sorted({len(tokens) for tokens in reference_tokens})
+    hypothesis_length = sum(len(tokens) for tokens in hypotheses)
+    reference_length = sum(_closest_length(len(tokens), sorted_lengths)
+                           for tokens in hypotheses)
 
     metric = BLEU(tokenize="none", smooth_method="exp", max_ngram_order=max_order)
     score = BLEU.compute_bleu(correct, total, hypothesis_length, reference_length,
