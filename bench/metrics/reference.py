@@ -18,7 +18,8 @@ split; both metrics here keep that convention exactly instead of inventing a pai
   rouge-score would fill take minutes at 5k x 10k; here each LCS length is computed exactly by the
   bit-vector algorithm of Crochemore, Iliopoulos, Pinzon and Reid (2001, "A fast and practical
   bit-vector algorithm for the longest common subsequence problem"), vectorised over all
-  references at once, so the whole test split is used in seconds.
+  references at once, so the whole test split is used in seconds. The masks are built with
+  array operations, and one-word vectors (references up to 64 tokens) are stepped in place.
 
 Inputs are text in the evaluation tokenization (tokens joined by blanks, as
 ``Tokenization.detokenize`` writes them), so tokens are split on whitespace only: sacreBLEU's
@@ -153,19 +154,29 @@ class _ReferenceGroup:
         self.words = words
         self.size = len(rows)
         self.lengths = np.array([len(row) for row in rows], dtype=np.int64)
-        masks: dict[int, dict[int, np.ndarray]] = {}
-        for r, row in enumerate(rows):
-            for j, token in enumerate(row):
-                by_row = masks.setdefault(token, {})
-                if r not in by_row:
-                    by_row[r] = np.zeros(words, dtype=np.uint64)
-                by_row[r][j // WORD_BITS] |= np.uint64(1) << np.uint64(j % WORD_BITS)
+        # Every (token, reference) pair once, with its mask: bits OR-ed over the positions.
+        tokens = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64,
+                             count=int(self.lengths.sum()))
+        row_of = np.repeat(np.arange(self.size), self.lengths)
+        position = np.arange(len(tokens)) - np.repeat(np.cumsum(self.lengths) - self.lengths,
+                                                      self.lengths)
+        pair = tokens * self.size + row_of
+        order = np.argsort(pair, kind="stable")
+        pair, position = pair[order], position[order]
+        bits = np.zeros((len(pair), words), dtype=np.uint64)
+        bits[np.arange(len(pair)), position // WORD_BITS] = (
+            np.uint64(1) << (position % WORD_BITS).astype(np.uint64))
+        first = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
+        pair_masks = np.bitwise_or.reduceat(bits, first, axis=0)
+        pair_token, pair_row = pair[first] // self.size, pair[first] % self.size
+        # pair_token is sorted: each token's references are one slice.
+        starts = np.flatnonzero(np.r_[True, pair_token[1:] != pair_token[:-1]])
+        ends = np.r_[starts[1:], len(pair_token)]
         self.dense: dict[int, np.ndarray] = {}
         self.sparse: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        for token, by_row in masks.items():
-            row_index = np.fromiter(by_row, dtype=np.int64, count=len(by_row))
-            row_masks = np.stack(list(by_row.values()))
-            if len(by_row) > DENSE_TOKEN_SHARE * self.size:
+        for token, begin, end in zip(pair_token[starts].tolist(), starts, ends):
+            row_index, row_masks = pair_row[begin:end], pair_masks[begin:end]
+            if end - begin > DENSE_TOKEN_SHARE * self.size:
                 dense = np.zeros((self.size, words), dtype=np.uint64)
                 dense[row_index] = row_masks
                 self.dense[token] = dense
@@ -193,9 +204,31 @@ class _ReferenceGroup:
             out[:, w] = summed
         return out | difference
 
+    @staticmethod
+    def _step_one_word(vectors: np.ndarray, matches: np.ndarray, scratch: np.ndarray) -> None:
+        """_step for one-word vectors [R, 1], in place: no carry crosses words, and uint64
+        arithmetic wraps exactly as the multi-word step drops the top word's carry."""
+        size = len(vectors)
+        selected, difference = scratch[:size], scratch[size : 2 * size]
+        np.bitwise_and(vectors, matches, out=selected)
+        np.subtract(vectors, selected, out=difference)
+        np.add(vectors, selected, out=vectors)
+        np.bitwise_or(vectors, difference, out=vectors)
+
     def lcs_lengths(self, hypothesis: list[int]) -> np.ndarray:
         """LCS length of the hypothesis with each reference of the group."""
         vectors = np.full((self.size, self.words), np.iinfo(np.uint64).max, dtype=np.uint64)
+        if self.words == 1:  # most sentences: the fast in-place path
+            scratch = np.empty((2 * self.size, 1), dtype=np.uint64)
+            for token in hypothesis:
+                if token in self.dense:
+                    self._step_one_word(vectors, self.dense[token], scratch)
+                elif token in self.sparse:
+                    rows, masks = self.sparse[token]
+                    part = vectors[rows]
+                    self._step_one_word(part, masks, scratch)
+                    vectors[rows] = part
+            return self.lengths - _popcount(vectors & self.length_masks)
         for token in hypothesis:
             if token in self.dense:
                 vectors = self._step(vectors, self.dense[token])
@@ -212,7 +245,9 @@ _BYTE_POPCOUNT = np.array([bin(byte).count("1") for byte in range(256)], dtype=n
 
 
 def _popcount(words: np.ndarray) -> np.ndarray:
-    """Set bits per row of a [R, W] uint64 array (a byte table: works on numpy 1.x too)."""
+    """Set bits per row of a [R, W] uint64 array (a byte table on numpy 1.x)."""
+    if hasattr(np, "bitwise_count"):  # numpy >= 2.0
+        return np.bitwise_count(words).sum(axis=1, dtype=np.int64)
     as_bytes = np.ascontiguousarray(words).view(np.uint8).reshape(words.shape[0], -1)
     return _BYTE_POPCOUNT[as_bytes].sum(axis=1)
 
