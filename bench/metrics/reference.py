@@ -41,7 +41,7 @@ SACREBLEU_MAX_ORDER = 4  # sacreBLEU's BLEU-4 (its default max_ngram_order)
 WORD_BITS = 64
 # A token found in more than this share of the references gets a dense mask row per reference;
 # rarer ones are updated only on the references that contain them.
-DENSE_TOKEN_SHARE = 1 / 16
+DENSE_TOKEN_SHARE = 1 / 4  # measured on news 2k x 10k: 10% faster than 1/16, 1/2 or all dense
 
 
 def _check_inputs(samples: Sequence[str], references: Sequence[str]) -> None:
