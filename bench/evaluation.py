@@ -215,7 +215,7 @@ def evaluate_variant(variant: Variant, corpus: Corpus, settings: EvalConfig, see
             point["bleu_5"], point["self_bleu_5"] = text["bleu_5"], text["self_bleu_5"]
             if corpus.oracle is not None:
                 point["nll_oracle"] = corpus.oracle.nll(_oracle_ids(curve_tokens))
-        if temperature in curve_nll:
+        if corpus.oracle is not None and temperature in curve_nll:
             point["nll_test"] = curve_nll[temperature]
         curve.append(point)
     timings["curve_seconds"] = time.perf_counter() - started

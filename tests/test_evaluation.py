@@ -69,6 +69,7 @@ def test_curve_uses_the_table_n_and_reuses_its_samples():
     assert variant.sampled == [(12, 1.0), (12, 0.5)]  # T = 1 is never sampled twice
     assert [point["num_samples"] for point in curve] == [12, 12]
     assert curve[1]["self_bleu_5"] == metrics["self_bleu_5"]
+    assert "nll_test" not in curve[1]  # only the oracle's curve plots nll_test
     assert metrics["oov_rate"] == pytest.approx(2 / 7)
     phases = [line.split(": ", 1)[1] for line in lines.getvalue().splitlines()]
     assert phases == ["sampling", "BLEU / Self-BLEU", "NLL", "curve T=0.5", "curve T=1"]
@@ -82,3 +83,26 @@ def test_curve_with_its_own_n_labels_its_points():
     _, curve, _, _ = evaluate_variant(variant, corpus, settings, seed=0)
     assert variant.sampled == [(12, 1.0), (6, 1.0)]
     assert curve[0]["num_samples"] == 6
+
+
+def test_oracle_curve_nll_per_temperature_from_the_nll_phase(oracle_corpus):
+    import torch
+
+    from baselines.mle_lstm import MLELSTM, MLELSTMConfig
+
+    corpus = Corpus("oracle_small", oracle_corpus.train[:200], oracle_corpus.test[:100],
+                    Tokenization(), oracle=oracle_corpus.oracle)
+    variant = MLELSTM(MLELSTMConfig(embedding_dim=8, hidden_dim=8), corpus,
+                      torch.device("cpu"), seed=0)
+    settings = EvalConfig(num_samples=20, temperatures=(0.5, 1.0), disc_acc=False,
+                          reference_metrics=False)
+    metrics, curve, _, _ = evaluate_variant(variant, corpus, settings, seed=0)
+    # Against one scoring pass per temperature, as the curve computed it before.
+    hot = variant.token_nll(corpus.test, temperature=0.5)
+    assert curve[0]["nll_test"] == pytest.approx(hot.per_token, rel=1e-9)
+    assert curve[1]["nll_test"] == metrics["nll_test"]
+    seen = {token for sentence in corpus.train for token in sentence}
+    test_tokens = [token for sentence in corpus.test for token in sentence]
+    unseen = sum(token not in seen for token in test_tokens)  # 200 training rows: many
+    assert metrics["oov_rate"] == pytest.approx(unseen / len(test_tokens))
+    assert curve[1]["nll_oracle"] == metrics["nll_oracle"]
