@@ -8,13 +8,14 @@ sentences) inside a CPU budget of minutes; --set changes any of it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from baselines.primitives.lstm import LSTMGenerator
+from baselines.primitives.lstm import LSTMGenerator, log_probs_of
 from baselines.primitives.sequences import RandomBatches, decode, encode
 from bench.config import field
 from bench.corpora import Corpus
@@ -89,21 +90,26 @@ def sample_text(generator: LSTMGenerator, corpus: Corpus, n: int, temperature: f
 
 @torch.no_grad()
 def generator_nll(generator: LSTMGenerator, corpus: Corpus, sentences: list[list[str]],
-                  temperature: float = 1.0, batch_size: int = 500) -> NLLResult:
+                  temperatures: Sequence[float] = (1.0,), batch_size: int = 500
+                  ) -> list[NLLResult]:
+    """The NLL of the sentences at each temperature, from one forward pass per batch (the
+    logits are kept and divided by each temperature)."""
     device = generator.output.weight.device
     generator.eval()
-    total, tokens = 0.0, 0
+    totals, tokens = [0.0] * len(temperatures), 0
     # Test sentences are scored whole (the length cap is only for generation), in batches of
     # similar length so that little time goes into padding.
     by_length = sorted(sentences, key=len)
     for start in range(0, len(by_length), batch_size):
         chunk = by_length[start : start + batch_size]
         batch = encode(corpus.vocab, chunk, max(len(s) for s in chunk)).to(device)
-        log_probs = generator.token_log_probs(batch.inputs, batch.targets, temperature)
-        total -= float(log_probs.sum())
+        logits = generator(batch.inputs)[0].float()
+        for i, temperature in enumerate(temperatures):
+            picked = log_probs_of(logits, batch.targets, temperature)
+            totals[i] -= float(picked.sum())
         tokens += batch.num_tokens()
     generator.train()
-    return NLLResult(total, tokens, tokens)
+    return [NLLResult(total, tokens, tokens) for total in totals]
 
 
 class MLELSTM(Variant):
@@ -144,7 +150,11 @@ class MLELSTM(Variant):
         return tokens * self.generator.flops_per_token()
 
     def token_nll(self, sentences: list[list[str]], temperature: float = 1.0) -> NLLResult:
-        return generator_nll(self.generator, self.corpus, sentences, temperature)
+        return generator_nll(self.generator, self.corpus, sentences, (temperature,))[0]
+
+    def token_nll_temperatures(self, sentences: list[list[str]],
+                               temperatures: Sequence[float]) -> list[NLLResult]:
+        return generator_nll(self.generator, self.corpus, sentences, temperatures)
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.state_dict(),

@@ -176,6 +176,10 @@ class SyntheticAugmentation(Variant):
                   ) -> NLLResult | None:
         return self._ensure_target().token_nll(sentences, temperature=temperature)
 
+    def token_nll_temperatures(self, sentences: list[list[str]], temperatures
+                               ) -> list[NLLResult] | None:
+        return self._ensure_target().token_nll_temperatures(sentences, temperatures)
+
     def state_dict(self) -> dict[str, Any]:
         return {"phase": self.phase, "source": self.source.state_dict(),
                 "generated": list(self.generated), "scores": list(self.scores),

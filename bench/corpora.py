@@ -15,10 +15,13 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.errors import GanbenchError
-from bench.oracle import Oracle, seqgan_oracle
 from bench.text import Tokenization, Vocabulary
+
+if TYPE_CHECKING:  # bench.oracle imports torch; scoring text needs neither
+    from bench.oracle import Oracle
 
 DATA_ENV = "GANBENCH_DATA"
 MIRROR_ENV = "GANBENCH_CORPUS_MIRROR"  # replaces ORIGIN_BASE, e.g. file:///srv/mirror/
@@ -292,6 +295,8 @@ def oracle_corpus(oracle: Oracle, checksums: dict[str, str], cache: Path | None 
 
 
 def load_oracle(cache: Path | None = None) -> Corpus:
+    from bench.oracle import Oracle
+
     return oracle_corpus(Oracle(), {}, cache)
 
 
@@ -345,6 +350,8 @@ def load_seqgan_oracle(data_dir: Path, download: bool = True,
         data = path.read_bytes()
         params[name] = torch.from_numpy(_seqgan_oracle_array(name, data, str(path)).copy())
         checksums[path.name] = SEQGAN_ORACLE_FILES[name][1]
+    from bench.oracle import seqgan_oracle
+
     return oracle_corpus(seqgan_oracle(params), checksums, cache)
 
 

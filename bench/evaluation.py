@@ -8,15 +8,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
 from bench.config import field
 from bench.corpora import Corpus
 from bench.errors import GanbenchError
-from bench.text import Tokenization, one_line
-from bench.variant import Variant
+from bench.text import Tokenization, Vocabulary, one_line
+
+if TYPE_CHECKING:  # bench.variant imports torch, which `ganbench score` never needs
+    from bench.variant import NLLResult, Variant
 
 BLEU_ORDERS = (2, 3, 4, 5)
 
@@ -27,7 +29,9 @@ class EvalConfig:
     temperatures: tuple[float, ...] = field(
         (0.5, 0.75, 1.0, 1.25, 1.5),
         "temperature grid of the quality-diversity curve (empty: none)")
-    curve_samples: int = field(1000, "sentences sampled per curve temperature")
+    curve_samples: int = field(0, "sentences sampled per curve temperature (0: num_samples, "
+                                  "so that curve and table share N and the T = 1 point reuses "
+                                  "the table's samples)")
     disc_acc: bool = field(True, "train the fresh held-out classifier (disc_acc)")
     disc_acc_encoder: str = field("cnn", "disc_acc classifier: cnn, or minilm when installed")
     reference_metrics: bool = field(True, "also sacrebleu and ROUGE-L against the test split")
@@ -38,8 +42,8 @@ class EvalConfig:
     def validate(self) -> None:
         if self.num_samples < 2:
             raise ValueError("num_samples must be at least 2 (Self-BLEU needs two sentences)")
-        if self.curve_samples < 2:
-            raise ValueError("curve_samples must be at least 2")
+        if self.curve_samples != 0 and self.curve_samples < 2:
+            raise ValueError("curve_samples must be 0 (= num_samples) or at least 2")
         if any(t <= 0 for t in self.temperatures):
             raise ValueError("temperatures must be positive")
 
@@ -63,10 +67,67 @@ def text_metrics(tokenized: list[list[str]], corpus: Corpus) -> dict[str, float]
     return metrics
 
 
+def status_lines(stream: TextIO) -> Callable[[str], None]:
+    """An evaluate_variant progress callback: one line per phase with the time since the
+    evaluation began, so that a long evaluation never sits silent."""
+    started = time.perf_counter()
+
+    def note(phase: str) -> None:
+        print(f"  evaluating ({time.perf_counter() - started:5.1f} s): {phase}", file=stream,
+              flush=True)
+
+    return note
+
+
+def split_by_vocabulary(sentences: list[list[str]], vocab: Vocabulary
+                        ) -> tuple[list[list[str]], list[list[str]], float]:
+    """(sentences with no out-of-vocabulary token, the others, share of tokens outside the
+    vocabulary)."""
+    in_vocabulary, out_of_vocabulary, unknown, total = [], [], 0, 0
+    for sentence in sentences:
+        missing = sum(token not in vocab.index for token in sentence)
+        unknown, total = unknown + missing, total + len(sentence)
+        (out_of_vocabulary if missing else in_vocabulary).append(sentence)
+    return in_vocabulary, out_of_vocabulary, unknown / max(total, 1)
+
+
+def _sum_nll(parts: list[NLLResult]) -> NLLResult:
+    from bench.variant import NLLResult
+
+    return NLLResult(sum(p.total_nats for p in parts), sum(p.num_tokens for p in parts),
+                     sum(p.num_words for p in parts))
+
+
+def nll_metrics(variant: Variant, corpus: Corpus, temperatures: tuple[float, ...]
+                ) -> tuple[dict[str, float], dict[float, float]]:
+    """(nll_test, nll_test_per_word, oov_rate, nll_test_iv_per_word; nll_test per curve
+    temperature). The test split is scored in two parts, the sentences with no
+    out-of-vocabulary word (the same for every variant) and the rest, each part at every
+    temperature from one pass where the variant can (token_nll_temperatures)."""
+    in_vocabulary, out_of_vocabulary, oov_rate = split_by_vocabulary(corpus.test, corpus.vocab)
+    metrics: dict[str, float] = {"oov_rate": oov_rate}
+    asked = (1.0, *(t for t in temperatures if t != 1.0))
+    parts = [variant.token_nll_temperatures(group, asked)
+             for group in (in_vocabulary, out_of_vocabulary) if group]
+    if not parts or parts[0] is None:
+        return metrics, {}
+    at = {t: _sum_nll([part[i] for part in parts]) for i, t in enumerate(asked)}
+    metrics["nll_test"] = at[1.0].per_token
+    metrics["nll_test_per_word"] = at[1.0].per_word
+    if in_vocabulary:
+        words = sum(len(s) + 1 for s in in_vocabulary)  # evaluation tokens + one EOS each
+        metrics["nll_test_iv_per_word"] = parts[0][0].total_nats / words
+    return metrics, {t: result.per_token for t, result in at.items()}
+
+
 def evaluate_variant(variant: Variant, corpus: Corpus, settings: EvalConfig, seed: int,
                      progress: Callable[[str], None] | None = None
                      ) -> tuple[dict[str, Any], list[dict[str, float]], list[str], dict]:
-    """(metrics, curve, samples, timings) for a trained variant."""
+    """(metrics, curve, samples, timings) for a trained variant.
+
+    The curve's T = 1 point reuses the table's samples when both have the same N (the
+    default), and on the oracle every curve temperature's nll_test comes from the NLL phase
+    (timed in nll_seconds)."""
     from bench.metrics.diversity import copy_rate, distinct_n
 
     note = progress or (lambda _: None)
@@ -97,10 +158,10 @@ def evaluate_variant(variant: Variant, corpus: Corpus, settings: EvalConfig, see
 
     note("NLL")
     started = time.perf_counter()
-    nll = variant.token_nll(corpus.test)
-    if nll is not None:
-        metrics["nll_test"] = nll.per_token
-        metrics["nll_test_per_word"] = nll.per_word
+    # Only the oracle's curve plots nll_test (METRICS.md: the (nll_oracle, nll_test) curve).
+    curve_temperatures = settings.temperatures if corpus.oracle is not None else ()
+    nll, curve_nll = nll_metrics(variant, corpus, curve_temperatures)
+    metrics.update(nll)
     if corpus.oracle is not None:
         metrics["nll_oracle"] = corpus.oracle.nll(_oracle_ids(tokenized))
     timings["nll_seconds"] = time.perf_counter() - started
@@ -123,7 +184,8 @@ def evaluate_variant(variant: Variant, corpus: Corpus, settings: EvalConfig, see
 
         note("disc_acc")
         started = time.perf_counter()
-        result = disc_acc(corpus.train, corpus.test, tokenized, seed=seed,
+        # METRICS.md: the classifier's real sentences all come from one pool, the test split.
+        result = disc_acc(corpus.test, tokenized, seed=seed,
                           settings=DiscAccSettings(encoder=settings.disc_acc_encoder))
         metrics.update(result)
         timings["disc_acc_seconds"] = time.perf_counter() - started
@@ -138,19 +200,23 @@ def evaluate_variant(variant: Variant, corpus: Corpus, settings: EvalConfig, see
 
     curve = []
     started = time.perf_counter()
+    curve_n = min(settings.curve_samples or settings.num_samples, len(corpus.test))
     for temperature in settings.temperatures:
         note(f"curve T={temperature:g}")
-        n = min(settings.curve_samples, len(corpus.test))
-        curve_tokens = corpus.tokenization.tokenize_all(
-            variant.sample(n, temperature, eval_seed + 1))
-        point = {"temperature": float(temperature)}
-        text = text_metrics(curve_tokens, corpus)
-        point["bleu_5"], point["self_bleu_5"] = text["bleu_5"], text["self_bleu_5"]
-        if corpus.oracle is not None:  # METRICS.md: the (nll_oracle, nll_test) curve
-            point["nll_oracle"] = corpus.oracle.nll(_oracle_ids(curve_tokens))
-            curve_nll = variant.token_nll(corpus.test, temperature=temperature)
-            if curve_nll is not None:
-                point["nll_test"] = curve_nll.per_token
+        point: dict[str, float] = {"temperature": float(temperature), "num_samples": curve_n}
+        if temperature == 1.0 and curve_n == num_samples:  # the table's own samples
+            point["bleu_5"], point["self_bleu_5"] = metrics["bleu_5"], metrics["self_bleu_5"]
+            if corpus.oracle is not None:
+                point["nll_oracle"] = metrics["nll_oracle"]
+        else:
+            curve_tokens = corpus.tokenization.tokenize_all(
+                variant.sample(curve_n, temperature, eval_seed + 1))
+            text = text_metrics(curve_tokens, corpus)
+            point["bleu_5"], point["self_bleu_5"] = text["bleu_5"], text["self_bleu_5"]
+            if corpus.oracle is not None:
+                point["nll_oracle"] = corpus.oracle.nll(_oracle_ids(curve_tokens))
+        if corpus.oracle is not None and temperature in curve_nll:
+            point["nll_test"] = curve_nll[temperature]
         curve.append(point)
     timings["curve_seconds"] = time.perf_counter() - started
     # The signature is a string: keep it out of the numeric metrics table.

@@ -32,7 +32,7 @@ from bench.corpora import Corpus, load_corpus
 from bench.distributed import World
 from bench.divergence import nll_divergence
 from bench.errors import Diverged, GanbenchError, StepAbandoned
-from bench.evaluation import EvalConfig, evaluate_variant
+from bench.evaluation import EvalConfig, evaluate_variant, status_lines
 from bench.registry import get_variant
 from bench.variant import StepReport, Variant
 
@@ -414,7 +414,7 @@ def _leave_ranks(run: PreparedRun, variant: Variant, outcome: TrainOutcome) -> b
 
 
 def _evaluate(run: PreparedRun, variant: Variant, clock: BudgetClock, train_seconds: float,
-              outcome: TrainOutcome) -> EvalOutcome:
+              outcome: TrainOutcome, quiet: bool) -> EvalOutcome:
     """Metrics, curve and samples of a run that trained ok; writes samples and artifacts. An
     error here fails the run (outcome.status) instead of raising."""
     result = EvalOutcome()
@@ -422,7 +422,8 @@ def _evaluate(run: PreparedRun, variant: Variant, clock: BudgetClock, train_seco
     if outcome.status == "ok":
         try:
             result.metrics, result.curve, result.samples, result.timings = evaluate_variant(
-                variant, run.corpus, run.eval_config, run.spec.seed)
+                variant, run.corpus, run.eval_config, run.spec.seed,
+                None if quiet else status_lines(sys.stderr))
             result.metrics["train_tokens_per_s"] = clock.tokens / max(train_seconds, 1e-9)
             records.write_text_atomic(run.run_dir / SAMPLES_FILE,
                                       "".join(s + "\n" for s in result.samples))
@@ -492,7 +493,8 @@ def execute(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
         return {"status": outcome.status, "rank": run.world.rank, "reason": outcome.reason,
                 "failed_at_step": outcome.failed_step, "budget": clock.summary(),
                 "metrics": {}}
-    evaluation = _evaluate(run, variant, clock, train_seconds, outcome)
+    evaluation = _evaluate(run, variant, clock, train_seconds, outcome,
+                           quiet=options.quiet or not run.world.is_main)
     record = _build_record(run, clock, outcome, evaluation, train_seconds, resumed_from,
                            ranks_in_sync, started_at)
     _write_record(run, record)

@@ -44,8 +44,6 @@ def score_file(samples_path: Path, dataset: str | None = None, refs: Path | None
         tokenization = Tokenization.infer(reference_lines)
         references = tokenization.tokenize_all(reference_lines)
         reference_text = [Tokenization.detokenize(r) for r in references]
-    if with_disc_acc and corpus is None:
-        raise GanbenchError("--disc-acc needs --dataset (it trains on the training split)")
     tokenized = tokenization.tokenize_all(samples)
     if corpus is not None and corpus.is_oracle:
         check_oracle_samples(tokenized, samples_path)
@@ -65,5 +63,6 @@ def score_file(samples_path: Path, dataset: str | None = None, refs: Path | None
     if with_disc_acc:
         from bench.metrics.disc_acc import disc_acc
 
-        result.update(disc_acc(corpus.train, corpus.test, tokenized, seed=seed))
+        # The real pool is the test split (or the references): METRICS.md.
+        result.update(disc_acc(references, tokenized, seed=seed))
     return result

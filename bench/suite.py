@@ -166,6 +166,15 @@ def prepare_all(suite: Suite, options: RunOptions, data_dir: Path | None
     return prepared
 
 
+def eta_text(run_seconds: list[float], remaining: int) -> str:
+    """'; ETA ...' for the runs after this one and this one, from the mean run so far."""
+    if not run_seconds:
+        return ""
+    seconds = (remaining + 1) * sum(run_seconds) / len(run_seconds)
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"; ETA {minutes} min {seconds:02d} s"
+
+
 def run_suite(name_or_file: str, out: Path, data_dir: Path | None = None, device: str = "auto",
               executor: str = "local", quiet: bool = False) -> int:
     suite = load_suite(name_or_file)
@@ -181,6 +190,7 @@ def run_suite(name_or_file: str, out: Path, data_dir: Path | None = None, device
     total = len(prepared)
     failures = 0
     started = time.perf_counter()
+    run_seconds: list[float] = []  # runs executed here (skipped ones cost nothing)
     for index, run in enumerate(prepared, start=1):
         label = f"[{index}/{total}] {run.spec.run_name()}"
         claim = try_claim_run_dir(run)
@@ -192,8 +202,11 @@ def run_suite(name_or_file: str, out: Path, data_dir: Path | None = None, device
             if record_complete(run.run_dir):
                 print(f"{label}: complete, skipped", file=sys.stderr, flush=True)
                 continue
-            print(f"{label}: running ({total - index} after it)", file=sys.stderr, flush=True)
+            print(f"{label}: running ({total - index} after it"
+                  f"{eta_text(run_seconds, total - index)})", file=sys.stderr, flush=True)
+            run_started = time.perf_counter()
             record = execute(run, options)
+            run_seconds.append(time.perf_counter() - run_started)
         if record["status"] != "ok":
             failures += 1
         metrics = record["metrics"]

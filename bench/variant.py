@@ -9,6 +9,7 @@ pretraining, adversarial steps) in any budget unit.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -95,6 +96,12 @@ class Variant(abc.ABC):
         ``temperature`` (the quality-diversity curve scores nll_test per temperature);
         None for variants without likelihoods."""
         return None
+
+    def token_nll_temperatures(self, sentences: list[list[str]],
+                               temperatures: Sequence[float]) -> list[NLLResult] | None:
+        """token_nll at each temperature (a variant may share one forward pass among them)."""
+        results = [self.token_nll(sentences, temperature) for temperature in temperatures]
+        return None if not results or results[0] is None else results
 
     @abc.abstractmethod
     def state_dict(self) -> dict[str, Any]:

@@ -59,8 +59,8 @@ def run_slow(tmp_path, tiny_corpus, budget):
     from bench.runner import PreparedRun, RunOptions, RunSpec, _build_variant, _resume
 
     spec = RunSpec("slow_to_build", "coco_tiny", budget)
-    run = PreparedRun(spec, SlowToBuild, NoFields(), EvalConfig(), Budget.parse(budget), tiny_corpus,
-                      torch.device("cpu"), tmp_path / "run")
+    run = PreparedRun(spec, SlowToBuild, NoFields(), EvalConfig(), Budget.parse(budget),
+                      tiny_corpus, torch.device("cpu"), tmp_path / "run")
     run.run_dir.mkdir()
     variant, construction = _build_variant(run)
     clock, _ = _resume(run, RunOptions(tmp_path), variant, construction)

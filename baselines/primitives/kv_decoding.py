@@ -14,6 +14,9 @@ position. Two implementations:
 - ``ModelCacheStepper`` for any other causal LM (or a model in training mode, whose dropout the
   static stepper leaves out): the model's forward with its own cache.
 
+Both drop rows on request (``keep_rows``): a sampler drops the rows that have ended, with their
+cache entries, so that a step costs only the rows still decoding.
+
 Both run inside whatever autocast the caller set (bf16 on CUDA): the static cache takes the
 dtype of the first keys written to it.
 """
@@ -38,6 +41,11 @@ class ModelCacheStepper:
         self.cache = output.past_key_values
         return output.logits[:, -1]
 
+    def keep_rows(self, keep: torch.Tensor) -> None:
+        """Only the rows where ``keep`` [N] is True go on (their cache entries with them)."""
+        if self.cache is not None:
+            self.cache.batch_select_indices(keep.nonzero().squeeze(1))
+
 
 class GPT2StaticCacheStepper:
     @staticmethod
@@ -61,6 +69,12 @@ class GPT2StaticCacheStepper:
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
         self.length = 0  # positions already in the cache
+
+    def keep_rows(self, keep: torch.Tensor) -> None:
+        """Only the rows where ``keep`` [N] is True go on (their cache entries with them)."""
+        self.keys = [key[keep] for key in self.keys]
+        self.values = [value[keep] for value in self.values]
+        self.shape = (int(keep.sum()), *self.shape[1:])
 
     @torch.no_grad()
     def __call__(self, input_ids: torch.Tensor) -> torch.Tensor:

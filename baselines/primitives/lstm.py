@@ -39,6 +39,14 @@ def cross_entropy_consuming_logits(logits: torch.Tensor, targets: torch.Tensor) 
     return _CrossEntropyInPlace.apply(logits, targets)
 
 
+def log_probs_of(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0
+                 ) -> torch.Tensor:
+    """log softmax(logits / temperature) at each target [B, T], 0 at padding."""
+    log_probs = torch.log_softmax(logits / temperature, dim=-1)
+    picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return picked * (targets != PAD)
+
+
 class LSTMGenerator(nn.Module):
     """Embedding -> LSTM -> linear over the vocabulary; trained by teacher forcing."""
 
@@ -61,9 +69,7 @@ class LSTMGenerator(nn.Module):
                         temperature: float = 1.0) -> torch.Tensor:
         """log p(target_t | prefix) per position, 0 at padding: [B, T]."""
         logits, _ = self(inputs)
-        log_probs = torch.log_softmax(logits.float() / temperature, dim=-1)
-        picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        return picked * (targets != PAD)
+        return log_probs_of(logits.float(), targets, temperature)
 
     def counted_logits(self, inputs: torch.Tensor, targets: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,26 +100,34 @@ class LSTMGenerator(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, max_length: int, temperature: float,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """n sequences [n, max_length + 1]: tokens, EOS, then PAD (EOS forced at the end)."""
+        """n sequences [n, max_length + 1]: tokens, EOS, then PAD (EOS forced at the end).
+
+        Finished rows leave the batch (with their LSTM state), so a step costs only the rows
+        still decoding; the draws are those of decoding every row to the end
+        (draw_categorical's ``active``)."""
         device = self.output.weight.device
         tokens = torch.full((n, 1), BOS, dtype=torch.long, device=device)
         out = torch.full((n, max_length + 1), PAD, dtype=torch.long, device=device)
-        finished = torch.zeros(n, dtype=torch.bool, device=device)
+        rows = torch.arange(n, device=device)  # batch rows still decoding
+        active = torch.ones(n, dtype=torch.bool, device=device)
         state = None
         for t in range(max_length + 1):
+            if t == max_length:
+                out[rows, t] = EOS
+                break
             logits, state = self(tokens, state)
             logits = logits[:, -1].float()
             # Never emit the special input-only tokens.
             logits[:, [PAD, BOS, UNK]] = -float("inf")
-            if t == max_length:
-                next_token = torch.full((n,), EOS, dtype=torch.long, device=device)
-            else:
-                probs = torch.softmax(logits / temperature, dim=-1)
-                next_token = draw_categorical(probs, generator)
-            next_token = torch.where(finished, torch.full_like(next_token, PAD), next_token)
-            out[:, t] = next_token
-            finished |= next_token == EOS
-            if bool(finished.all()):
+            probs = torch.softmax(logits / temperature, dim=-1)
+            next_token = draw_categorical(probs, generator, active)
+            out[rows, t] = next_token
+            going_on = next_token != EOS
+            if not bool(going_on.any()):
                 break
+            if not bool(going_on.all()):
+                rows, next_token = rows[going_on], next_token[going_on]
+                state = tuple(part[:, going_on] for part in state)
+                active = torch.zeros_like(active).index_fill_(0, rows, True)
             tokens = next_token.unsqueeze(1)
         return out

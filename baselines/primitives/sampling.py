@@ -5,14 +5,22 @@ from __future__ import annotations
 import torch
 
 
-def draw_categorical(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def draw_categorical(probs: torch.Tensor, generator: torch.Generator,
+                     active: torch.Tensor | None = None) -> torch.Tensor:
     """One index per row of ``probs`` [N, V] by inverting the cumulative distribution: the
     first i with cdf_i > u, u uniform on [0, total). Exact, and 10-18x faster than
-    torch.multinomial on CPU (measured: 0.25 vs 4.6 ms for 64 x 4,000)."""
+    torch.multinomial on CPU (measured: 0.25 vs 4.6 ms for 64 x 4,000).
+
+    ``active`` (bool [B], N of them True): ``probs`` holds only those rows of a batch of B.
+    Uniforms are still drawn for all B rows and the active ones kept, so that a decoder that
+    drops its finished rows draws exactly the tokens it would have drawn with all of them."""
     cdf = probs.cumsum(dim=-1)
     total = cdf[:, -1:]
-    uniform = torch.rand(total.shape, generator=generator, device=probs.device,
-                         dtype=cdf.dtype) * total
+    rows = len(probs) if active is None else len(active)
+    uniform = torch.rand((rows, 1), generator=generator, device=probs.device, dtype=cdf.dtype)
+    if active is not None:
+        uniform = uniform[active]
+    uniform = uniform * total
     # Strictly below the total even after rounding, so trailing zero-probability ids (banned
     # tokens) can never be drawn; ids of probability 0 elsewhere have cdf_i = cdf_(i-1).
     uniform = torch.minimum(uniform, torch.nextafter(total, torch.zeros_like(total)))

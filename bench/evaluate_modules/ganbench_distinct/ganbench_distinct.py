@@ -11,8 +11,9 @@ Higher means more diverse. Computed by bench.metrics.diversity.distinct_n.
 
 _KWARGS_DESCRIPTION = """\
 Args:
-    predictions: generated sentences, in the evaluation tokenization (tokens joined by blanks).
+    predictions: generated sentences, raw text (tokenized here with the evaluation tokenization).
     orders: the n of distinct-n to report (default 1, 2, 3, 4).
+    dataset: optional named corpus (coco, news, ...) whose evaluation tokenization to use.
 Returns:
     {"distinct_1": float, ..., "distinct_4": float}, each in [0, 1].
 Example:
@@ -38,8 +39,9 @@ class GanbenchDistinct(evaluate.Metric):
             features=datasets.Features({"predictions": datasets.Value("string")}),
         )
 
-    def _compute(self, predictions, orders=(1, 2, 3, 4)):
+    def _compute(self, predictions, orders=(1, 2, 3, 4), dataset=None):
+        from bench.evaluate_modules import evaluation_tokenization
         from bench.metrics.diversity import distinct_n
 
-        sentences = [sentence.split() for sentence in predictions]
+        sentences = evaluation_tokenization(dataset).tokenize_all(predictions)
         return {f"distinct_{n}": distinct_n(sentences, n) for n in orders}

@@ -12,9 +12,10 @@ Higher means less diverse. Never cached across calls. Computed exactly by bench.
 
 _KWARGS_DESCRIPTION = """\
 Args:
-    predictions: generated sentences (at least 2), in the evaluation tokenization (tokens joined
-        by blanks).
+    predictions: generated sentences (at least 2), raw text (tokenized here with the evaluation
+        tokenization).
     orders: the n of Self-BLEU-n to report (default 2, 3, 4, 5).
+    dataset: optional named corpus (coco, news, ...) whose evaluation tokenization to use.
 Returns:
     {"self_bleu_2": float, ..., "self_bleu_5": float}: means over the sentences, in [0, 1].
 Example:
@@ -41,11 +42,12 @@ class GanbenchSelfBleu(evaluate.Metric):
             features=datasets.Features({"predictions": datasets.Value("string")}),
         )
 
-    def _compute(self, predictions, orders=(2, 3, 4, 5)):
+    def _compute(self, predictions, orders=(2, 3, 4, 5), dataset=None):
         import numpy as np
 
+        from bench.evaluate_modules import evaluation_tokenization
         from bench.metrics.bleu import self_bleu
 
-        sentences = [sentence.split() for sentence in predictions]
+        sentences = evaluation_tokenization(dataset).tokenize_all(predictions)
         scores = self_bleu(sentences, orders=tuple(orders))
         return {f"self_bleu_{n}": float(np.mean(scores[n])) for n in orders}
