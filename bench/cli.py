@@ -132,7 +132,7 @@ def _build_parser(catalogues: bool = False) -> argparse.ArgumentParser:
     source.add_argument("--refs", type=Path, help="score against this file of references")
     score.add_argument("--data-dir", type=Path, default=None)
     score.add_argument("--disc-acc", action="store_true",
-                       help="also train the fresh classifier (needs --dataset)")
+                       help="also train the fresh classifier (disc_acc) against the references")
     score.add_argument("--seed", type=int, default=0)
 
     suite = commands.add_parser("suite", help="run a suite file (variants x corpora x seeds x "

@@ -47,6 +47,9 @@ VARIANTS, SETTINGS = standard_settings()
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_evaluation_against_training(benchmark, name, coco):
+    if benchmark.disabled:  # under pytest-xdist or --benchmark-disable: a timing, nothing else
+        pytest.skip("a timing at the standard settings (minutes): run it with -p no:xdist "
+                    "--benchmark-only")
     torch.manual_seed(0)
     variant_class = get_variant(name)
     config = build_config(variant_class.Config, {}, base=variant_class.corpus_defaults(coco))

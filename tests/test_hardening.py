@@ -303,9 +303,6 @@ CASES = [
     ("score_one_sample", 8, lambda t, c, o, h: _oracle_samples(t, ["3 4"]), "at least 2"),
     ("score_dev_zero", 8, lambda t, c, o, h: [
         "score", "--samples", "/dev/zero", "--dataset", "oracle"], "regular file"),
-    ("score_disc_acc_refs", 8, lambda t, c, o, h: [
-        "score", "--samples", str(_corpus_file(t, ["a b", "c d"])), "--refs",
-        str(_corpus_file(t, ["a b", "c d"])), "--disc-acc"], "needs --dataset"),
     ("argparse_missing_variant", 8, lambda t, c, o, h: ["run", "--dataset", "coco", "--budget",
                                                         "1s", "--out", str(o)], "--variant"),
     ("argparse_unknown_command", 8, lambda t, c, o, h: ["frobnicate"], "invalid choice"),
