@@ -65,14 +65,6 @@ def make_variant(corpus, size: str, seed: int = 0) -> MLELSTM:
     return MLELSTM(config, corpus, torch.device("cpu"), seed)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def bench_step(benchmark, corpus, size: str, counted: bool, pair: str = ""):
     if benchmark.disabled:
         from bench.corpora import Corpus
