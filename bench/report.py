@@ -29,7 +29,8 @@ from bench.stats import t_half_width
 METRIC_COLUMNS: dict[str, int] = {
     **{f"bleu_{n}": 1 for n in range(2, 6)},
     **{f"self_bleu_{n}": -1 for n in range(2, 6)},
-    "nll_oracle": -1, "nll_test": -1, "nll_test_per_word": -1,
+    "nll_oracle": -1, "nll_test": -1, "nll_test_per_word": -1, "nll_test_iv_per_word": -1,
+    "oov_rate": 0,
     "disc_acc": 0,  # ranked by closeness to 0.5 (METRIC_TARGETS), neither higher nor lower
     "sacrebleu": 1, "rouge_l": 1,
     **{f"distinct_{n}": 1 for n in range(1, 5)},
@@ -158,6 +159,20 @@ def _distance_interval(low: float, high: float, target: float) -> tuple[float, f
     return near, far
 
 
+# nll_test counts the model's own tokens and nll_test_per_word maps unknown words to one token, so
+# neither compares across tokenizers (METRICS.md): a best is marked only among rows that all score
+# in the corpus's word vocabulary, where the two are the same number.
+VOCABULARY_DEPENDENT = ("nll_test", "nll_test_per_word")
+
+
+def one_vocabulary(group: pd.DataFrame) -> bool:
+    """Whether every row of a dataset's group scores NLL per word of the corpus vocabulary."""
+    if not {"nll_test", "nll_test_per_word"} <= set(group.columns):
+        return False
+    per_token, per_word = group["nll_test"], group["nll_test_per_word"]
+    return bool(per_token.notna().all() and ((per_token - per_word).abs() < 1e-9).all())
+
+
 def best_marks(table: pd.DataFrame) -> set[tuple[int, str]]:
     """(row, metric) pairs whose interval is strictly better than every other's in the dataset;
     for a metric with a target (disc_acc), better is closer to the target."""
@@ -168,6 +183,8 @@ def best_marks(table: pd.DataFrame) -> set[tuple[int, str]]:
         for _, group in table.groupby("dataset"):
             valid = group[group[metric].notna()]
             if len(valid) < 2 or valid[f"{metric}_low"].isna().any():
+                continue
+            if metric in VOCABULARY_DEPENDENT and not one_vocabulary(valid):
                 continue
             if metric in METRIC_TARGETS:
                 target = METRIC_TARGETS[metric]

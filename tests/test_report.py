@@ -223,3 +223,26 @@ def test_a_budget_sweep_gets_its_figure_and_one_budget_none(tmp_path, capsys):
     assert not (tmp_path / "single" / "plots" / "budget_coco.png").exists()
     # no training logs in these records: no training figure rather than an empty one
     assert not (tmp_path / "single" / "plots" / "training_coco.png").exists()
+
+
+def test_nll_is_never_marked_best_across_vocabularies():
+    """A BPE row's nll_test counts its own tokens: against a word-level row no best is marked;
+    between two word-level rows (nll_test equal to nll_test_per_word) it is; the per-word NLL
+    on in-vocabulary sentences compares across both."""
+    import pandas as pd
+
+    from bench.report import best_marks
+
+    def row(variant, per_token, per_word, iv):
+        cells = {"dataset": "coco", "variant": variant, "budget": "30s"}
+        for name, value in (("nll_test", per_token), ("nll_test_per_word", per_word),
+                            ("nll_test_iv_per_word", iv)):
+            cells.update({name: value, f"{name}_low": value - 0.01,
+                          f"{name}_high": value + 0.01})
+        return cells
+
+    mixed = pd.DataFrame([row("mle_lstm", 4.5, 4.5, 4.0), row("gpt2_mle", 3.0, 5.0, 4.3)])
+    assert best_marks(mixed) == {(0, "nll_test_iv_per_word")}
+    words = pd.DataFrame([row("mle_lstm", 4.5, 4.5, 4.0), row("seqgan", 4.8, 4.8, 4.2)])
+    assert best_marks(words) == {(0, "nll_test"), (0, "nll_test_per_word"),
+                                 (0, "nll_test_iv_per_word")}
