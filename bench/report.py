@@ -259,7 +259,7 @@ def write_report(directory: Path, out: Path | None = None, plots: bool = True) -
     out.mkdir(parents=True, exist_ok=True)
     try:
         with _staging_folder(out) as staging:
-            staged = _render_report(records, staging, plots)
+            staged = _render_report(records, staging, plots, published_to=out)
             return _publish(staged, staging, out)
     except BaseException:
         if created:
@@ -292,7 +292,10 @@ def _publish(staged: list[Path], staging: Path, out: Path) -> list[Path]:
     return published
 
 
-def _render_report(records: list[dict[str, Any]], out: Path, plots: bool) -> list[Path]:
+def _render_report(records: list[dict[str, Any]], out: Path, plots: bool,
+                   published_to: Path) -> list[Path]:
+    """Every output written into ``out`` (the staging folder); links that leave the report
+    are made from ``published_to``, where the files will be."""
     table = summary_table(records_frame(records))
     short = short_labels(records)
     shown = display_table(table, short)
@@ -315,7 +318,8 @@ def _render_report(records: list[dict[str, Any]], out: Path, plots: bool) -> lis
 
         figures = write_plots(records, table, out)
         written += figures
-    write_text_atomic(out / "report.html", render_html(shown, records, figures, out, short))
+    write_text_atomic(out / "report.html",
+                      render_html(shown, records, figures, out, short, published_to))
     written.append(out / "report.html")
     return written
 
@@ -353,9 +357,12 @@ def _figure_kind(figure: Path) -> str:
 
 
 def render_html(shown: pd.DataFrame, records: list[dict[str, Any]], figures: list[Path],
-                out: Path, short: dict[str, str] | None = None) -> str:
+                out: Path, short: dict[str, str] | None = None,
+                published_to: Path | None = None) -> str:
     """One self-contained page, a section per corpus: its table rows (scrolling in their own
-    box), its plots full width under headings, and a few samples per row (escaped)."""
+    box), its plots full width under headings, and a few samples per row (escaped). Figures
+    are linked relative to ``out``, the metric definitions from ``published_to`` (default
+    ``out``): where the page will be read."""
     short = short or {}
     esc = html.escape
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>GANBench report</title>",
@@ -364,7 +371,7 @@ def render_html(shown: pd.DataFrame, records: list[dict[str, Any]], figures: lis
              " one seed has no interval). <b>Bold</b>: a best value whose interval separates it "
              "from every other row of its corpus. ↑ higher is better, ↓ lower is better, "
              "→0.5 closer to 0.5 is better (disc_acc). Every metric is defined in "
-             f"<a href='{esc(_metrics_link(out))}'>docs/METRICS.md</a>.</p>"]
+             f"<a href='{esc(_metrics_link(published_to or out))}'>docs/METRICS.md</a>.</p>"]
     datasets = sorted(shown["dataset"].unique())
     if len(datasets) > 1:
         parts.append("<p>Corpora: " + " · ".join(
