@@ -221,6 +221,12 @@ def _budget_figure(plt, series: list[Series], dataset: str, plot_dir: Path) -> P
         return None
     kind = series[0].runs[0]["budget"]["kind"]
     ax.set_xscale("log")
+    # Plain tick labels: the log axis's own are mathtext, which the report turns off (names
+    # are data, never markup).
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(f"budget ({kind}, log scale)")
     ax.set_ylabel(AXIS_LABELS["bleu_5"])
     ax.grid(alpha=0.3)
@@ -234,9 +240,10 @@ def _budget_figure(plt, series: list[Series], dataset: str, plot_dir: Path) -> P
 
 def _metric_bars(plt, table: pd.DataFrame, dataset: str, plot_dir: Path, short: dict[str, str],
                  colours: dict[str, Any]) -> Path | None:
-    """nll_test, BLEU-5, Self-BLEU-5 and disc_acc per row: mean (dot) with its 95% interval.
-    Dots, not bars from zero: the rows differ by far less than their distance from zero."""
-    metrics = [m for m in ("nll_test", "bleu_5", "self_bleu_5", "disc_acc")
+    """nll_oracle (on an oracle), nll_test, BLEU-5, Self-BLEU-5 and disc_acc per row: mean (dot)
+    with its 95% interval. Dots, not bars from zero: the rows differ by far less than their
+    distance from zero."""
+    metrics = [m for m in ("nll_oracle", "nll_test", "bleu_5", "self_bleu_5", "disc_acc")
                if m in table and table[m].notna().any()]
     if not metrics or len(table) < 2:
         return None
