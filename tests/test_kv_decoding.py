@@ -36,6 +36,32 @@ def test_static_stepper_logits_equal_the_full_forward():
                                atol=1e-5, rtol=1e-5)
 
 
+def test_dropped_rows_leave_the_logits_of_the_others_unchanged():
+    """Rows dropped one at a time (kept in the buffers while most go on) and then many at once
+    (the buffers compacted): each step's logits are still the full forward's for the rows
+    left, in their order."""
+    model = tiny_gpt2()
+    sequence = torch.randint(1, 50, (8, 12))
+    with torch.no_grad():
+        expected = model(input_ids=sequence).logits
+    stepper = GPT2StaticCacheStepper(model, 8, 12)
+    rows = torch.arange(8)
+    stepper(sequence[:, :2])
+    drops = {3: [5], 4: [0], 6: [1, 2, 6], 8: [3]}
+    buffer_rows = []
+    for t in range(2, 12):
+        if t in drops:
+            keep = ~torch.isin(rows, torch.tensor(drops[t]))
+            rows = rows[keep]
+            stepper.keep_rows(keep)
+        got = stepper(sequence[rows, t : t + 1])
+        torch.testing.assert_close(got, expected[rows, t], atol=1e-5, rtol=1e-5)
+        buffer_rows.append(stepper.shape[0])
+    # 7 of 8 rows left: kept in the buffers; 6 of 8 (the 3/4 mark), 3 of 6, 2 of 3: compacted.
+    assert buffer_rows == [8, 8, 6, 6, 3, 3, 2, 2, 2, 2]
+    assert rows.tolist() == [4, 7]
+
+
 def test_sampling_through_either_stepper_draws_the_same_tokens(monkeypatch):
     model = tiny_gpt2()
     prompts = torch.tensor([[EOS, 7]] * 6)

@@ -319,15 +319,37 @@ def token_log_probs(model: PreTrainedModel, batch: TokenBatch, temperature: floa
             logits = model(input_ids=batch.inputs).logits
         return masked_token_log_probs(logits, batch.targets, batch.mask, temperature)
     with autocast(batch.inputs.device):
-        hidden = model.transformer(input_ids=batch.inputs).last_hidden_state
-        logits = model.lm_head(hidden[batch.mask])
+        hidden = model.transformer(input_ids=batch.inputs).last_hidden_state[batch.mask]
+    targets = batch.targets[batch.mask]
+    if torch.is_grad_enabled():
+        counted = head_log_probs(model.lm_head, hidden, targets, temperature, banned_ids)
+    else:  # evaluation: in row chunks, so that no [tokens, V] logits tensor is ever whole
+        counted = torch.cat([
+            head_log_probs(model.lm_head, hidden[i : i + HEAD_CHUNK_ROWS],
+                           targets[i : i + HEAD_CHUNK_ROWS], temperature, banned_ids)
+            for i in range(0, len(targets), HEAD_CHUNK_ROWS)]) if len(targets) else \
+            torch.zeros(0, device=hidden.device)
+    out = torch.zeros(batch.targets.shape, dtype=torch.float32, device=counted.device)
+    return out.masked_scatter(batch.mask, counted.float())
+
+
+# Rows of hidden states projected at once by evaluation's head: 2,048 x V = 4,000 logits are
+# 32 MB, which keeps memory flat and is as fast as one projection of every counted position.
+HEAD_CHUNK_ROWS = 2048
+
+
+def head_log_probs(lm_head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
+                   temperature: float, banned_ids: Sequence[int]) -> torch.Tensor:
+    """log softmax(lm_head(hidden) / temperature)[targets] per row: hidden [N, E] -> [N],
+    float32, the ``banned_ids`` removed from the softmax."""
+    with autocast(hidden.device):
+        logits = lm_head(hidden)
     logits = logits.float()
+    if temperature != 1.0:  # a division copies the whole [N, V] tensor: only when it counts
+        logits = logits / temperature
     if len(banned_ids):
         logits[:, list(banned_ids)] = -float("inf")
-    counted = -F.cross_entropy(logits / temperature, batch.targets[batch.mask],
-                               reduction="none")
-    out = torch.zeros(batch.targets.shape, dtype=counted.dtype, device=counted.device)
-    return out.masked_scatter(batch.mask, counted)
+    return -F.cross_entropy(logits, targets, reduction="none")
 
 
 @torch.no_grad()
