@@ -80,11 +80,19 @@ class LSTMGenerator(nn.Module):
         padding in every row change nothing before them), and only the counted positions go
         through the output layer and the loss: at coco's widths (38 positions, mean about 12)
         the projection and log-softmax over padding were most of a step."""
+        hidden, counted_targets = self.counted_hidden(inputs, targets)
+        return self.output(self.dropout(hidden)), counted_targets
+
+    def counted_hidden(self, inputs: torch.Tensor, targets: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The LSTM's top hidden states [K, H] and targets [K] at the K non-padding target
+        positions (row-major), the batch cut to its longest member: counted_logits before
+        the output layer."""
         width = max(int((targets != PAD).sum(dim=1).max()), 1)
         inputs, targets = inputs[:, :width], targets[:, :width]
         hidden, _ = self.lstm(self.embedding(inputs))
         counted = targets != PAD
-        return self.output(self.dropout(hidden[counted])), targets[counted]
+        return hidden[counted], targets[counted]
 
     def nll_loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean NLL per non-padding target token (teacher forcing), over counted positions only
