@@ -20,6 +20,7 @@ rank's slice of one global batch, gradients averaged across ranks before clippin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -214,12 +215,17 @@ class GPT2MLE(Variant):
         tokens = sum(len(ids) + 1 for ids in self.tokenizer(texts)["input_ids"])
         return tokens * self.generator_flops_per_token()
 
-    @torch.no_grad()
-    def token_nll(self, sentences: list[list[str]], temperature: float = 1.0,
-                  batch_tokens: int = 2048) -> NLLResult:
+    def token_nll(self, sentences: list[list[str]], temperature: float = 1.0) -> NLLResult:
         """Nats over BPE tokens + EOS; words = evaluation tokens + one EOS per sentence."""
+        return self.token_nll_temperatures(sentences, (temperature,))[0]
+
+    @torch.no_grad()
+    def token_nll_temperatures(self, sentences: list[list[str]],
+                               temperatures: Sequence[float], batch_tokens: int = 2048
+                               ) -> list[NLLResult]:
+        """token_nll at each temperature, from one pass of the transformer per batch."""
         self.generator.eval()
-        total, num_tokens = 0.0, 0
+        totals, num_tokens = [0.0] * len(temperatures), 0
         if sentences:
             encoded = self.hf.encode_texts(self.tokenizer,
                                            [Tokenization.detokenize(s) for s in sentences],
@@ -236,13 +242,12 @@ class GPT2MLE(Variant):
                 rows = rows[: max(1, batch_tokens // int(lengths[rows[-1]]))]  # its longest
                 batch = self.hf.TokenBatch(encoded.inputs[rows], encoded.targets[rows],
                                            encoded.mask[rows]).trimmed().to(self.device)
-                log_probs = self.hf.windowed_token_log_probs(self.generator, batch,
-                                                             self.positions, temperature)
-                total -= float(log_probs.sum())
+                sums = self.hf.nll_sums(self.generator, batch, self.positions, temperatures)
+                totals = [total + part for total, part in zip(totals, sums)]
                 num_tokens += batch.num_tokens()
                 start += len(rows)
         num_words = sum(len(s) + 1 for s in sentences)
-        return NLLResult(total, num_tokens, num_words)
+        return [NLLResult(total, num_tokens, num_words) for total in totals]
 
     # -- checkpoints ----------------------------------------------------------------------
 

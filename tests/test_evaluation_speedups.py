@@ -124,3 +124,28 @@ def test_lstm_nll_at_every_temperature_from_one_pass_equals_one_pass_each(coco):
         expected = -float((picked * (batch.targets != PAD)).sum())
         assert result.total_nats == pytest.approx(expected, rel=1e-5)
         assert result.num_tokens == sum(len(s) + 1 for s in corpus.test)
+
+
+def test_gpt2_nll_at_every_temperature_from_one_pass_equals_the_full_forward():
+    """nll_sums (one transformer pass, the head in chunks) against log-softmax of the model's
+    own forward in float64 at each temperature; with windows shorter than the batch, against
+    windowed_token_log_probs at each temperature."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=30, n_positions=32, n_embd=16, n_layer=2,
+                                       n_head=2, bos_token_id=0, eos_token_id=0)).eval()
+    inputs = torch.randint(1, 30, (6, 14))
+    targets = torch.randint(1, 30, (6, 14))
+    mask = torch.arange(14).unsqueeze(0) < torch.tensor([[14], [3], [9], [1], [12], [7]])
+    batch = hf.TokenBatch(inputs, targets, mask)
+    temperatures = (1.0, 0.7, 1.3)
+    with torch.no_grad():
+        logits = model(input_ids=inputs).logits.double()
+    for temperature, got in zip(temperatures, hf.nll_sums(model, batch, 32, temperatures)):
+        picked = torch.log_softmax(logits / temperature, -1).gather(
+            -1, targets.unsqueeze(-1)).squeeze(-1)
+        assert got == pytest.approx(-float(picked[mask].sum()), rel=1e-6)
+    for temperature, got in zip(temperatures, hf.nll_sums(model, batch, 6, temperatures)):
+        expected = -float(hf.windowed_token_log_probs(model, batch, 6, temperature).sum())
+        assert got == pytest.approx(expected, rel=1e-6)

@@ -375,6 +375,38 @@ def windowed_token_log_probs(model: PreTrainedModel, batch: TokenBatch, window: 
     return out
 
 
+@torch.no_grad()
+def nll_sums(model: PreTrainedModel, batch: TokenBatch, window: int,
+             temperatures: Sequence[float]) -> list[float]:
+    """Sum over the counted targets of -log p(target | prefix) with the logits divided by each
+    temperature: one pass of the transformer for all of them (windows as in
+    windowed_token_log_probs), the head in HEAD_CHUNK_ROWS chunks."""
+    if not isinstance(model, GPT2LMHeadModel):
+        return [-float(windowed_token_log_probs(model, batch, window, temperature).sum())
+                for temperature in temperatures]
+    totals = [0.0] * len(temperatures)
+    width, scored_until = batch.inputs.shape[1], 0
+    for begin in range(0, width, max(window // 2, 1)):
+        end = min(begin + window, width)
+        with autocast(batch.inputs.device):
+            hidden = model.transformer(input_ids=batch.inputs[:, begin:end]).last_hidden_state
+        counted = batch.mask[:, scored_until:end]
+        hidden = hidden[:, scored_until - begin :][counted]
+        targets = batch.targets[:, scored_until:end][counted]
+        for first in range(0, len(targets), HEAD_CHUNK_ROWS):
+            with autocast(hidden.device):
+                logits = model.lm_head(hidden[first : first + HEAD_CHUNK_ROWS])
+            logits = logits.float()
+            for k, temperature in enumerate(temperatures):
+                scaled = logits if temperature == 1.0 else logits / temperature
+                totals[k] += float(F.cross_entropy(
+                    scaled, targets[first : first + HEAD_CHUNK_ROWS], reduction="sum"))
+        scored_until = end
+        if end == width:
+            break
+    return totals
+
+
 @dataclass
 class Samples:
     """Sampled continuations: prompts [N, P] (BOS, then P - 1 given tokens), tokens [N, L]
