@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from bench.regression import compare_metrics, compare_speed, speed_ratios, tolerance_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,6 +34,23 @@ def test_speed_ratios_pair_ours_with_reference():
     assert speed_ratios(run) == {"p": 1.5}
     assert compare_speed({"p": 3.5}, {"p": 1.2}) == []  # within x3
     assert "p" in compare_speed({"p": 3.7}, {"p": 1.2})[0]
+
+
+def test_smoke_child_runs_pinned_kernels():
+    """The smoke's child process really runs ATen's AVX2 kernels and MKL's portable branch,
+    whatever this CPU offers (an AVX-512 machine runs AVX512 kernels by default)."""
+    import torch
+
+    from bench.regression import smoke_environment
+
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("the pinned code path needs an x86 CPU with AVX2")
+    probe = ("import torch; print(torch.backends.cpu.get_cpu_capability()); "
+             "print(torch.backends.mkl.is_available())")
+    child = subprocess.run([sys.executable, "-c", probe], env=smoke_environment(),
+                           capture_output=True, text=True, timeout=120, check=True)
+    assert child.stdout.split() == ["AVX2", "True"]
+    assert smoke_environment()["MKL_CBWR"] == "COMPATIBLE"
 
 
 def regression(args, cwd, env_extra=None):
