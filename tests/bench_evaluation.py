@@ -5,7 +5,7 @@ most its 30 s training budget. Training for the full budget per variant would ta
 each variant here trains a fixed few steps (TRAIN_STEPS; an undertrained generator writes long,
 noisy sentences, which makes sampling and the metrics slower than on a trained one: a
 conservative case), then ``evaluate_variant`` runs once at the suite's evaluation settings on
-coco. The record (``extra_info``) gives
+each of the suite's corpora (the oracle, coco, news). The record (``extra_info``) gives
 
 - ``eval_seconds`` and each phase's seconds (as the run record has them);
 - ``eval_over_budget``: eval_seconds / 30 s, the goal being <= 1;
@@ -43,28 +43,46 @@ def standard_settings() -> tuple[list[str], EvalConfig]:
 
 
 VARIANTS, SETTINGS = standard_settings()
+DATASETS = ("oracle", "coco", "news")  # those of the standard suite
 
 
+@pytest.fixture(scope="module")
+def corpora(data_dir):
+    """name -> Corpus, each loaded once, when a test first asks for it."""
+    from bench.corpora import load_corpus, load_oracle
+
+    loaded = {}
+
+    def get(name):
+        if name not in loaded:
+            loaded[name] = load_oracle() if name == "oracle" else load_corpus(name, data_dir)
+        return loaded[name]
+
+    return get
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
 @pytest.mark.parametrize("name", VARIANTS)
-def test_evaluation_against_training(benchmark, name, coco):
+def test_evaluation_against_training(benchmark, name, dataset, corpora):
     if benchmark.disabled:  # under pytest-xdist or --benchmark-disable: a timing, nothing else
         pytest.skip("a timing at the standard settings (minutes): run it with -p no:xdist "
                     "--benchmark-only")
+    corpus = corpora(dataset)
     torch.manual_seed(0)
     variant_class = get_variant(name)
-    config = build_config(variant_class.Config, {}, base=variant_class.corpus_defaults(coco))
-    variant = variant_class(config, coco, torch.device("cpu"), seed=0)
+    config = build_config(variant_class.Config, {}, base=variant_class.corpus_defaults(corpus))
+    variant = variant_class(config, corpus, torch.device("cpu"), seed=0)
     started = time.perf_counter()
     for step in range(TRAIN_STEPS):
         variant.train_step(step / TRAIN_STEPS)
     seconds_per_step = (time.perf_counter() - started) / TRAIN_STEPS
 
-    result = benchmark.pedantic(evaluate_variant, args=(variant, coco, SETTINGS, 0),
+    result = benchmark.pedantic(evaluate_variant, args=(variant, corpus, SETTINGS, 0),
                                 rounds=1, iterations=1)
     timings = result[3]
     eval_seconds = benchmark.stats.stats.median if benchmark.stats else float("nan")
     benchmark.extra_info.update({
-        "variant": name, "dataset": "coco", "num_samples": SETTINGS.num_samples,
+        "variant": name, "dataset": dataset, "num_samples": SETTINGS.num_samples,
         "eval_seconds": eval_seconds, "eval_over_budget": eval_seconds / BUDGET_SECONDS,
         "eval_in_train_steps": eval_seconds / seconds_per_step,
         **{k: v for k, v in timings.items() if k.endswith("_seconds")}})
