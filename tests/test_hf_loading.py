@@ -114,3 +114,17 @@ def test_minilm_discriminator_gets_a_fresh_head(corpus):
     report = variant.train_step(0.5)
     assert report.logs["train/phase"] == 2.0
     assert not torch.equal(before, variant.discriminator.classifier.weight)
+
+
+def test_saving_draws_no_progress_bar_and_leaves_the_setting_as_it_was(corpus, tmp_path,
+                                                                         capfd):
+    """transformers' "Writing model shards" bar would cut through the run's progress line."""
+    from transformers.utils import logging as hf_logging
+
+    variant = make(corpus)
+    capfd.readouterr()
+    hf_logging.enable_progress_bar()
+    variant.save_artifacts(tmp_path)
+    assert "Writing model shards" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()
+    assert (tmp_path / "generator" / "model.safetensors").exists()

@@ -250,7 +250,17 @@ def save_pretrained(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast,
     """Both in transformers' own format (safetensors), loadable by the Auto classes. The model's
     folder gets the tokenizer too, so that it alone is a complete ``from_pretrained`` source
     (e.g. for model_name_or_path)."""
-    model.save_pretrained(model_dir, safe_serialization=True)
+    from transformers.utils import logging as hf_logging
+
+    # transformers 5 draws a "Writing model shards" bar even for one shard; it would cut
+    # through the run's own progress line (and print in quiet mode). Restored afterwards.
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(model_dir, safe_serialization=True)
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
     tokenizer.save_pretrained(model_dir)
     tokenizer.save_pretrained(tokenizer_dir)
 
