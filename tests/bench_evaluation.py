@@ -43,31 +43,17 @@ def standard_settings() -> tuple[list[str], EvalConfig]:
 
 
 VARIANTS, SETTINGS = standard_settings()
-DATASETS = ("oracle", "coco", "news")  # those of the standard suite
+# The standard suite's corpora, each by the session fixture (tests/conftest.py) that loads it.
+CORPUS_FIXTURES = {"oracle": "oracle_corpus", "coco": "coco", "news": "news"}
 
 
-@pytest.fixture(scope="module")
-def corpora(data_dir):
-    """name -> Corpus, each loaded once, when a test first asks for it."""
-    from bench.corpora import load_corpus, load_oracle
-
-    loaded = {}
-
-    def get(name):
-        if name not in loaded:
-            loaded[name] = load_oracle() if name == "oracle" else load_corpus(name, data_dir)
-        return loaded[name]
-
-    return get
-
-
-@pytest.mark.parametrize("dataset", DATASETS)
+@pytest.mark.parametrize("dataset", CORPUS_FIXTURES)
 @pytest.mark.parametrize("name", VARIANTS)
-def test_evaluation_against_training(benchmark, name, dataset, corpora):
+def test_evaluation_against_training(benchmark, name, dataset, request):
     if benchmark.disabled:  # under pytest-xdist or --benchmark-disable: a timing, nothing else
         pytest.skip("a timing at the standard settings (minutes): run it with -p no:xdist "
                     "--benchmark-only")
-    corpus = corpora(dataset)
+    corpus = request.getfixturevalue(CORPUS_FIXTURES[dataset])
     torch.manual_seed(0)
     variant_class = get_variant(name)
     config = build_config(variant_class.Config, {}, base=variant_class.corpus_defaults(corpus))

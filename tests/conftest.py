@@ -37,6 +37,13 @@ def coco(data_dir):
 
 
 @pytest.fixture(scope="session")
+def news(data_dir):
+    from bench.corpora import load_corpus
+
+    return load_corpus("news", data_dir)
+
+
+@pytest.fixture(scope="session")
 def oracle_corpus():
     from bench.corpora import load_oracle
 

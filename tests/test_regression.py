@@ -37,8 +37,9 @@ def test_speed_ratios_pair_ours_with_reference():
 
 
 def test_smoke_child_runs_pinned_kernels():
-    """The smoke's child process really runs ATen's AVX2 kernels and MKL's portable branch,
-    whatever this CPU offers (an AVX-512 machine runs AVX512 kernels by default)."""
+    """The smoke's child process really runs ATen's AVX2 kernels, whatever this CPU offers (an
+    AVX-512 machine runs AVX512 kernels by default). MKL's branch is not observable from
+    Python (libtorch does not export mkl_cbwr_get)."""
     import torch
 
     from bench.regression import smoke_environment
@@ -50,7 +51,6 @@ def test_smoke_child_runs_pinned_kernels():
     child = subprocess.run([sys.executable, "-c", probe], env=smoke_environment(),
                            capture_output=True, text=True, timeout=120, check=True)
     assert child.stdout.split() == ["AVX2", "True"]
-    assert smoke_environment()["MKL_CBWR"] == "COMPATIBLE"
 
 
 def regression(args, cwd, env_extra=None):
