@@ -236,13 +236,15 @@ class GPT2MLE(Variant):
             # on the order).
             lengths = encoded.mask.sum(dim=1)
             order = torch.argsort(lengths, stable=True)
+            head = self.hf.aligned_head(self.generator.lm_head)
             start = 0
             while start < len(order):
                 rows = order[start : start + max(1, batch_tokens // int(lengths[order[start]]))]
                 rows = rows[: max(1, batch_tokens // int(lengths[rows[-1]]))]  # its longest
                 batch = self.hf.TokenBatch(encoded.inputs[rows], encoded.targets[rows],
                                            encoded.mask[rows]).trimmed().to(self.device)
-                sums = self.hf.nll_sums(self.generator, batch, self.positions, temperatures)
+                sums = self.hf.nll_sums(self.generator, batch, self.positions, temperatures,
+                                        head)
                 totals = [total + part for total, part in zip(totals, sums)]
                 num_tokens += batch.num_tokens()
                 start += len(rows)

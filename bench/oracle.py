@@ -114,13 +114,18 @@ class Oracle:
             digest.update(tensor.contiguous().numpy().tobytes())
         return digest.hexdigest()
 
-    def step(self, inputs: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
-        """One LSTM step from embedding rows ``inputs``: (log p(next token), h, c)."""
+    def recur(self, inputs: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
+        """One LSTM step from embedding rows ``inputs``: the new (h, c)."""
         w = self.weights
         gates = w.embedding[inputs] @ w.weight_ih.T + h @ w.weight_hh.T + w.bias
         i, f, g, o = gates.chunk(4, dim=-1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+    def step(self, inputs: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
+        """One LSTM step from embedding rows ``inputs``: (log p(next token), h, c)."""
+        h, c = self.recur(inputs, h, c)
+        w = self.weights
         return torch.log_softmax(h @ w.weight_out.T + w.bias_out, dim=-1), h, c
 
     def _initial(self, batch: int):
@@ -195,14 +200,31 @@ class Oracle:
             mask[row, : len(seq)] = 1.0
         if mask.sum() == 0:
             raise ValueError("nll_oracle needs at least one token")
+        # The recurrence first (cheap at width 32), then the 5,000-way head over the counted
+        # positions in row chunks: -log p(target) = logsumexp(logits) - logits[target]. Step
+        # by step with a whole log-softmax this was 1.6-1.9 s for 1,000 sequences (three times
+        # an oracle evaluation); in cache-sized chunks it is 0.44 s, the same to 1e-14.
         inputs, h, c = self._initial(len(sequences))
-        total = torch.zeros((), dtype=torch.float64)
+        states = []
         for t in range(length):
-            log_probs, h, c = self.step(inputs, h, c)
-            target = batch[:, t]
-            total -= (log_probs.gather(1, target[:, None]).squeeze(1) * mask[:, t]).sum()
-            inputs = target
-        return float(total / mask.sum())
+            h, c = self.recur(inputs, h, c)
+            states.append(h)
+            inputs = batch[:, t]
+        counted = mask.bool()
+        hidden, targets = torch.stack(states, dim=1)[counted], batch[counted]
+        w = self.weights
+        weight_out = w.weight_out.T.contiguous()
+        total = 0.0
+        for first in range(0, len(targets), self.NLL_CHUNK_ROWS):
+            rows = slice(first, first + self.NLL_CHUNK_ROWS)
+            logits = torch.addmm(w.bias_out, hidden[rows], weight_out)
+            target_logits = logits.gather(1, targets[rows, None]).squeeze(1)
+            total += float((torch.logsumexp(logits, dim=-1) - target_logits).sum())
+        return total / len(targets)
+
+    # Head rows at once in nll: 128 x 5,000 float64 logits (5 MB) stay in cache (measured
+    # 0.44 s for 1,000 sequences against 0.52 s at 256 rows and 1.34 s at 4,096).
+    NLL_CHUNK_ROWS = 128
 
 
 def seqgan_oracle(params: dict[str, torch.Tensor]) -> Oracle:

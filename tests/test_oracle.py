@@ -54,6 +54,32 @@ def test_nll_oracle_prefers_its_own_samples():
     assert abs(oracle.nll(own[:2]) - total / count) < 1e-9
 
 
+def test_nll_oracle_over_many_sequences_of_mixed_lengths_equals_a_step_by_step_reference():
+    """More sequences than one head chunk, of lengths 1..20: nll averages -log p over every
+    counted token, against torch's LSTMCell run in a batch with a whole log-softmax a step."""
+    oracle = Oracle()
+    lengths = [1 + i % 20 for i in range(300)]
+    sequences = [s[:n] for s, n in zip(oracle.sample(300, seed=3).tolist(), lengths)]
+    w = oracle.weights
+    cell = torch.nn.LSTMCell(w.weight_ih.shape[1], w.weight_hh.shape[1]).double()
+    with torch.no_grad():
+        cell.weight_ih.copy_(w.weight_ih)
+        cell.weight_hh.copy_(w.weight_hh)
+        cell.bias_ih.copy_(w.bias)
+        cell.bias_hh.zero_()
+        padded = torch.tensor([s + [0] * (20 - len(s)) for s in sequences])
+        previous = torch.full((300,), w.embedding.shape[0] - 1)
+        state, total = None, 0.0
+        for t in range(20):
+            state = cell(w.embedding[previous], state)
+            log_probs = torch.log_softmax(state[0] @ w.weight_out.T + w.bias_out, dim=-1)
+            counted = torch.tensor([t < n for n in lengths])
+            total -= float(log_probs.gather(1, padded[:, t, None]).squeeze(1)[counted].sum())
+            previous = padded[:, t]
+    assert sum(lengths) > oracle.NLL_CHUNK_ROWS
+    assert abs(oracle.nll(sequences) - total / sum(lengths)) < 1e-9
+
+
 def test_recurrence_matches_a_step_worked_by_hand():
     """SeqGAN's row-vector recurrence on tiny weights, one step computed with plain numbers."""
     import math

@@ -73,3 +73,14 @@ def test_gpt2_samples_decode_without_replacement_characters(untrained):
 def test_one_line_collapses_newlines_and_blanks_as_the_corpus_reader_does():
     assert one_line(" a dog\r\non a\tbeach \n") == "a dog on a beach"
     assert one_line("12 7 4021") == "12 7 4021"
+
+
+def test_a_vocabulary_of_whole_characters_needs_no_guard(untrained):
+    from baselines.primitives.hf import word_tokenizer
+    from baselines.primitives.utf8_guard import Utf8Guard
+
+    # The oracle's word ids: every token is ASCII digits, so no row can leave a boundary.
+    oracle_words = word_tokenizer([str(i) for i in range(5000)])
+    assert Utf8Guard.for_tokenizer(oracle_words, torch.device("cpu")) is None
+    # A byte-level BPE holds the bytes >= 0x80 of its alphabet: it is guarded.
+    assert Utf8Guard.for_tokenizer(untrained.tokenizer, torch.device("cpu")) is not None

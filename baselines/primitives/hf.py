@@ -45,6 +45,7 @@ from transformers.pytorch_utils import Conv1D
 
 from baselines.primitives.hf_policy import masked_token_log_probs
 from baselines.primitives.kv_decoding import next_token_stepper
+from baselines.primitives.lm_head import Head, aligned_head
 from baselines.primitives.sampling import draw_categorical
 from baselines.primitives.utf8_guard import Utf8Guard
 from bench.errors import GanbenchError
@@ -347,6 +348,12 @@ def token_log_probs(model: PreTrainedModel, batch: TokenBatch, temperature: floa
 # 32 MB, which keeps memory flat and is as fast as one projection of every counted position.
 HEAD_CHUNK_ROWS = 2048
 
+# Rows at once in nll_sums, which has no backward to feed: 256 x V float32 logits (5 MB at the
+# oracle's 4,976 padded ids) stay in cache through the log-softmax and every temperature's
+# division. On the oracle's 5,000 test sentences at three temperatures this took the head from
+# 13.5 s to 9.1 s against 2,048 rows (log-softmax 2.4 -> 0.8 s, division 1.25 -> 0.13 s).
+NLL_HEAD_CHUNK_ROWS = 256
+
 
 def head_log_probs(lm_head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
                    temperature: float, banned_ids: Sequence[int]) -> torch.Tensor:
@@ -387,13 +394,15 @@ def windowed_token_log_probs(model: PreTrainedModel, batch: TokenBatch, window: 
 
 @torch.no_grad()
 def nll_sums(model: PreTrainedModel, batch: TokenBatch, window: int,
-             temperatures: Sequence[float]) -> list[float]:
+             temperatures: Sequence[float], head: Head | None = None) -> list[float]:
     """Sum over the counted targets of -log p(target | prefix) with the logits divided by each
     temperature: one pass of the transformer for all of them (windows as in
-    windowed_token_log_probs), the head in HEAD_CHUNK_ROWS chunks."""
+    windowed_token_log_probs), the head in NLL_HEAD_CHUNK_ROWS chunks. ``head``: the model's
+    aligned_head, built once by a caller that scores many batches."""
     if not isinstance(model, GPT2LMHeadModel):
         return [-float(windowed_token_log_probs(model, batch, window, temperature).sum())
                 for temperature in temperatures]
+    head = head or aligned_head(model.lm_head)
     totals = [0.0] * len(temperatures)
     width, scored_until = batch.inputs.shape[1], 0
     for begin in range(0, width, max(window // 2, 1)):
@@ -403,14 +412,15 @@ def nll_sums(model: PreTrainedModel, batch: TokenBatch, window: int,
         counted = batch.mask[:, scored_until:end]
         hidden = hidden[:, scored_until - begin :][counted]
         targets = batch.targets[:, scored_until:end][counted]
-        for first in range(0, len(targets), HEAD_CHUNK_ROWS):
+        for first in range(0, len(targets), NLL_HEAD_CHUNK_ROWS):
+            rows = slice(first, first + NLL_HEAD_CHUNK_ROWS)
             with autocast(hidden.device):
-                logits = model.lm_head(hidden[first : first + HEAD_CHUNK_ROWS])
+                logits = head(hidden[rows])
             logits = logits.float()
             for k, temperature in enumerate(temperatures):
                 scaled = logits if temperature == 1.0 else logits / temperature
                 totals[k] += float(F.cross_entropy(
-                    scaled, targets[first : first + HEAD_CHUNK_ROWS], reduction="sum"))
+                    scaled, targets[rows], reduction="sum"))
         scored_until = end
         if end == width:
             break

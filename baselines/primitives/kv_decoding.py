@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2LMHeadModel, PreTrainedModel
 
+from baselines.primitives.lm_head import aligned_head
+
 Stepper = Callable[[torch.Tensor], torch.Tensor]  # input ids [N, S] -> last logits [N, V]
 
 
@@ -62,6 +64,9 @@ class GPT2StaticCacheStepper:
         if max_length > config.n_positions:
             raise ValueError(f"{max_length} positions asked of a model with {config.n_positions}")
         self.model = model
+        # Sampling runs with the weights fixed: the padded copy is made once per sampler.
+        self.head = aligned_head(model.lm_head)
+        self.vocab = model.lm_head.weight.shape[0]
         self.heads = config.n_head
         self.head_dim = config.n_embd // self.heads
         self.scale = self.head_dim ** -0.5 if config.scale_attn_weights else 1.0
@@ -97,8 +102,8 @@ class GPT2StaticCacheStepper:
         if len(self.live) < self.shape[0]:  # ended rows still in the buffers: feed them anything
             padded = input_ids.new_zeros((self.shape[0], input_ids.shape[1]))
             padded[self.live] = input_ids
-            return self.model.lm_head(self.step(padded)[self.live])
-        return self.model.lm_head(self.step(input_ids))
+            return self.head(self.step(padded)[self.live])[:, : self.vocab]
+        return self.head(self.step(input_ids))[:, : self.vocab]
 
     def step(self, input_ids: torch.Tensor) -> torch.Tensor:
         """The transformer over every buffer row: input ids [rows, S] -> the last position's
