@@ -12,6 +12,18 @@ FIRST_TRAIN_SEQUENCES = [
 ]
 
 
+def reference_cell(oracle: Oracle) -> torch.nn.LSTMCell:
+    """torch's own LSTM cell (the same gate order i, f, g, o) holding the oracle's weights."""
+    w = oracle.weights
+    cell = torch.nn.LSTMCell(w.weight_ih.shape[1], w.weight_hh.shape[1]).double()
+    with torch.no_grad():
+        cell.weight_ih.copy_(w.weight_ih)
+        cell.weight_hh.copy_(w.weight_hh)
+        cell.bias_ih.copy_(w.bias)
+        cell.bias_hh.zero_()
+    return cell
+
+
 def test_oracle_weights_and_sequences_are_pinned():
     oracle = Oracle()
     assert oracle.checksum() == WEIGHTS_SHA256
@@ -35,12 +47,8 @@ def test_nll_oracle_prefers_its_own_samples():
     # i, f, g, o) loaded with the oracle's weights, started from the start symbol's embedding
     # row (the last one), -log p of each of the 20 tokens, averaged over all tokens.
     w = oracle.weights
-    cell = torch.nn.LSTMCell(w.weight_ih.shape[1], w.weight_hh.shape[1]).double()
+    cell = reference_cell(oracle)
     with torch.no_grad():
-        cell.weight_ih.copy_(w.weight_ih)
-        cell.weight_hh.copy_(w.weight_hh)
-        cell.bias_ih.copy_(w.bias)
-        cell.bias_hh.zero_()
         total, count = 0.0, 0
         for sequence in own[:2]:
             state, previous = None, w.embedding.shape[0] - 1
@@ -61,12 +69,8 @@ def test_nll_oracle_over_many_sequences_of_mixed_lengths_equals_a_step_by_step_r
     lengths = [1 + i % 20 for i in range(300)]
     sequences = [s[:n] for s, n in zip(oracle.sample(300, seed=3).tolist(), lengths)]
     w = oracle.weights
-    cell = torch.nn.LSTMCell(w.weight_ih.shape[1], w.weight_hh.shape[1]).double()
+    cell = reference_cell(oracle)
     with torch.no_grad():
-        cell.weight_ih.copy_(w.weight_ih)
-        cell.weight_hh.copy_(w.weight_hh)
-        cell.bias_ih.copy_(w.bias)
-        cell.bias_hh.zero_()
         padded = torch.tensor([s + [0] * (20 - len(s)) for s in sequences])
         previous = torch.full((300,), w.embedding.shape[0] - 1)
         state, total = None, 0.0

@@ -84,3 +84,25 @@ def test_a_vocabulary_of_whole_characters_needs_no_guard(untrained):
     assert Utf8Guard.for_tokenizer(oracle_words, torch.device("cpu")) is None
     # A byte-level BPE holds the bytes >= 0x80 of its alphabet: it is guarded.
     assert Utf8Guard.for_tokenizer(untrained.tokenizer, torch.device("cpu")) is not None
+
+
+def test_mask_forbids_exactly_the_tokens_that_cannot_decode_in_the_steps_left():
+    """The vectorised mask against the scalar rule, for every state and number of steps left:
+    a token is forbidden when its bytes are invalid from the state, or when the bytes it
+    leaves due (STATES' pending count) outnumber the tokens that can still be sampled."""
+    from baselines.primitives.utf8_guard import STATES, Utf8Guard
+
+    vocabulary = [None, b"a", b" the", b"\xc3", b"\xa9", b"\xe6", b"\x97\xa5", b"\xf0\x9f",
+                  b"\xed", b"\xa0", b"\xff", b"\xe6\x97", b"\x98\x80"]
+    guard = Utf8Guard(vocabulary, torch.device("cpu"))
+    states = torch.arange(len(STATES))
+    for steps_left in range(6):
+        logits = torch.zeros(len(STATES), len(vocabulary) + 3)  # 3 ids past the tokenizer
+        logits = guard.mask_logits(logits, states, steps_left)
+        for state in range(len(STATES)):
+            for token, data in enumerate(vocabulary):
+                after = next_token_state(state, data)
+                forbidden = after == INVALID or STATES[after][0] > steps_left
+                assert bool(torch.isneginf(logits[state, token])) == forbidden, (
+                    state, data, steps_left)
+            assert torch.isneginf(logits[state, len(vocabulary):]).all()

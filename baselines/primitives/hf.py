@@ -489,8 +489,9 @@ def sample_tokens(model: PreTrainedModel, prompts: torch.Tensor, max_new_tokens:
             logits[:, banned] = -float("inf")
         if utf8_guard is not None:
             logits = utf8_guard.mask_logits(logits, utf8_states, max_new_tokens - 1 - step)
-        next_token = draw_categorical(torch.softmax(logits / temperature, dim=-1), generator,
-                                      active)
+        if temperature != 1.0:  # logits / 1 is logits: no pass over [rows, V] for it
+            logits = logits / temperature
+        next_token = draw_categorical(torch.softmax(logits, dim=-1), generator, active)
         tokens[rows, step] = next_token
         ended = next_token == eos_id
         lengths[rows[ended]] = step + 1
