@@ -402,7 +402,7 @@ def nll_sums(model: PreTrainedModel, batch: TokenBatch, window: int,
     if not isinstance(model, GPT2LMHeadModel):
         return [-float(windowed_token_log_probs(model, batch, window, temperature).sum())
                 for temperature in temperatures]
-    head = head or aligned_head(model.lm_head)
+    head = head if head is not None else aligned_head(model.lm_head)
     totals = [0.0] * len(temperatures)
     width, scored_until = batch.inputs.shape[1], 0
     for begin in range(0, width, max(window // 2, 1)):
