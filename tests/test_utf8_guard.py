@@ -106,3 +106,17 @@ def test_mask_forbids_exactly_the_tokens_that_cannot_decode_in_the_steps_left():
                 assert bool(torch.isneginf(logits[state, token])) == forbidden, (
                     state, data, steps_left)
             assert torch.isneginf(logits[state, len(vocabulary):]).all()
+    # Worked by hand, from UTF-8's rules: at a boundary with no token left after this one, only
+    # whole characters and EOS; "\xc3" (owes one byte) needs one token left, "\xe6" and
+    # "\xed" (owe two) two; a stray continuation "\xa9" never.
+    # After "\xc3" (state 1), with none left: only a continuation byte.
+    def allowed(state, steps_left):
+        logits = guard.mask_logits(torch.zeros(1, len(vocabulary)), torch.tensor([state]),
+                                   steps_left)
+        return {vocabulary[i] for i in range(len(vocabulary)) if not torch.isneginf(logits[0, i])}
+
+    assert allowed(BOUNDARY, 0) == {None, b"a", b" the"}
+    assert allowed(BOUNDARY, 1) == {None, b"a", b" the", b"\xc3", b"\xe6\x97"}
+    assert allowed(BOUNDARY, 2) == allowed(BOUNDARY, 1) | {b"\xe6", b"\xf0\x9f", b"\xed"}
+    assert b"\xa9" not in allowed(BOUNDARY, 5)
+    assert allowed(1, 0) == {b"\xa9", b"\xa0"}
