@@ -43,12 +43,15 @@ import torch.nn.functional as F
 from baselines.gpt2_mle import GPT2MLE, GPT2MLEConfig
 from baselines.primitives import estimators
 from baselines.primitives import hf_policy as policy
+from baselines.primitives.engine import adam
 from bench import distributed
 from bench.config import field
 from bench.corpora import Corpus
+from bench.errors import StepAbandoned
 from bench.variant import StepReport
 
 PHASE_MLE, PHASE_DISCRIMINATOR_WARMUP, PHASE_ADVERSARIAL = 0, 1, 2
+PHASE_NAMES = ("mle", "discriminator", "adversarial")
 
 
 @dataclass
@@ -138,10 +141,10 @@ class GPT2BertGAN(GPT2MLE):
             torch.manual_seed(seed + 1)
             self._build_discriminator()
         self.discriminator.to(self.device)
-        self.d_optimizer = torch.optim.AdamW(self.discriminator.parameters(),
-                                             lr=config.d_learning_rate, weight_decay=0.01)
-        self.g_optimizer = torch.optim.AdamW(self.generator.parameters(),
-                                             lr=config.g_learning_rate, weight_decay=0.0)
+        self.d_optimizer = adam(self.discriminator.parameters(), config.d_learning_rate,
+                                self.device, weight_decay=0.01, decoupled=True)
+        self.g_optimizer = adam(self.generator.parameters(), config.g_learning_rate,
+                                self.device, weight_decay=0.0, decoupled=True)
         # The MLE-warmed generator, frozen; its weights are taken when the MLE phase ends.
         self.reference = None
         if config.kl_coef > 0:
@@ -207,6 +210,9 @@ class GPT2BertGAN(GPT2MLE):
                 report = self.adversarial_step()
         report.logs["train/phase"] = float(self.phase)
         return report
+
+    def phase_name(self) -> str:
+        return PHASE_NAMES[self.phase]
 
     def _end_mle_phase(self) -> None:
         if self.reference is not None:
@@ -335,6 +341,8 @@ class GPT2BertGAN(GPT2MLE):
 
     def discriminator_warmup_step(self) -> StepReport:
         samples, fakes = self._sample_fakes()
+        if self.budget_spent():  # sampling is most of the step: no update past the budget
+            raise StepAbandoned
         logs, d_tokens = self.discriminator_step(fakes)
         tokens = samples.num_tokens()
         # Sampling is one generator forward per sampled token, as in adversarial_step.
@@ -345,9 +353,13 @@ class GPT2BertGAN(GPT2MLE):
 
     def adversarial_step(self) -> StepReport:
         fresh = self.rollout is None or self.rollout.updates_left <= 0
-        if fresh:
-            self.rollout = self._new_rollout()
-        rollout = self.rollout
+        rollout = self._new_rollout() if fresh else self.rollout
+        # A fresh rollout (sampling, reference and reward passes) is the long part of the
+        # step: if the budget ran out meanwhile, the step is dropped before any weight changes
+        # (so that a seconds budget holds within one short step, as for seqgan).
+        if fresh and self.budget_spent():
+            raise StepAbandoned
+        self.rollout = rollout
         logs = self.generator_policy_step(rollout)
         logs["train/reward_mean"] = rollout.rewards.mean().item()
         logs["train/reward_std"] = rollout.rewards.std(unbiased=False).item()
@@ -359,17 +371,21 @@ class GPT2BertGAN(GPT2MLE):
         flops = tokens * g_flops * (3 + fresh * (1 + (self.reference is not None)))
         if fresh:
             flops += int(rollout.fakes.attention_mask.sum()) * d_flops
+        d_updates = 0
         for d_step in range(self.config.d_steps):
             if d_step == 0 and fresh:
                 fakes = rollout.fakes
             else:
+                if self.budget_spent():  # the rest of the step is cut, not dropped
+                    break
                 samples, fakes = self._sample_fakes()
                 flops += self.sample_flops(samples)
             d_logs, d_tokens = self.discriminator_step(fakes)
             flops += 3 * d_tokens * d_flops
-        logs.update(d_logs)
+            logs.update(d_logs)
+            d_updates += 1
         return StepReport(tokens=tokens, flops=flops, logs=logs, generator_updates=1,
-                          discriminator_updates=self.config.d_steps)
+                          discriminator_updates=d_updates)
 
     def sample_flops(self, samples) -> float:
         """FLOPs of drawing ``samples``: one generator forward per sampled token."""

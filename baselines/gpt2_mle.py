@@ -87,9 +87,15 @@ class GPT2MLE(Variant):
     def corpus_defaults(cls, corpus: Corpus) -> dict[str, Any]:
         return {"tokenizer": "word"} if corpus.is_oracle else {}
 
+    @classmethod
+    def import_libraries(cls, config: Any) -> None:
+        """transformers and tokenizers take seconds to import the first time in a process."""
+        from baselines.primitives import hf  # noqa: F401
+
     def __init__(self, config: GPT2MLEConfig, corpus: Corpus, device: torch.device, seed: int):
         super().__init__(config, corpus, device, seed)
         from baselines.primitives import hf
+        from baselines.primitives.engine import adam
         from baselines.primitives.sequences import RandomBatches
 
         self.hf = hf
@@ -98,8 +104,8 @@ class GPT2MLE(Variant):
             torch.manual_seed(seed)
             self._build_generator()
         self.generator.to(self.device)
-        self.optimizer = torch.optim.AdamW(self.generator.parameters(), lr=config.learning_rate,
-                                           weight_decay=config.weight_decay)
+        self.optimizer = adam(self.generator.parameters(), config.learning_rate, self.device,
+                              weight_decay=config.weight_decay, decoupled=True)
         # Every rank draws the same global batch and trains on its own slice (shard).
         self.batches = RandomBatches(len(self.train_data),
                                      config.batch_size * distributed.current_world().size, seed)
@@ -182,6 +188,9 @@ class GPT2MLE(Variant):
             self._generator_flops = self.hf.flops_per_token(self.generator)
         return self._generator_flops
 
+    def phase_name(self) -> str:
+        return "mle"
+
     def train_step(self, progress: float) -> StepReport:
         return self.mle_step()
 
@@ -223,9 +232,13 @@ class GPT2MLE(Variant):
     def token_nll_temperatures(self, sentences: list[list[str]],
                                temperatures: Sequence[float], batch_tokens: int = 2048
                                ) -> list[NLLResult]:
-        """token_nll at each temperature, from one pass of the transformer per batch."""
+        """token_nll at each temperature, from one pass of the transformer per batch; with the
+        T = 1 mass on the tokens sample() masks (special tokens but EOS, the UTF-8 guard's)."""
+        from baselines.primitives.sampler_mask import SamplerMask
+
         self.generator.eval()
         totals, num_tokens = [0.0] * len(temperatures), 0
+        sampler_mask = SamplerMask(self.banned_ids, self.utf8_guard())
         if sentences:
             encoded = self.hf.encode_texts(self.tokenizer,
                                            [Tokenization.detokenize(s) for s in sentences],
@@ -244,12 +257,14 @@ class GPT2MLE(Variant):
                 batch = self.hf.TokenBatch(encoded.inputs[rows], encoded.targets[rows],
                                            encoded.mask[rows]).trimmed().to(self.device)
                 sums = self.hf.nll_sums(self.generator, batch, self.positions, temperatures,
-                                        head)
+                                        head, sampler_mask)
                 totals = [total + part for total, part in zip(totals, sums)]
                 num_tokens += batch.num_tokens()
                 start += len(rows)
         num_words = sum(len(s) + 1 for s in sentences)
-        return [NLLResult(total, num_tokens, num_words) for total in totals]
+        return [NLLResult(total, num_tokens, num_words,
+                          sampler_mask.total if temperature == 1.0 else None)
+                for total, temperature in zip(totals, temperatures)]
 
     # -- checkpoints ----------------------------------------------------------------------
 

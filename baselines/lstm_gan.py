@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from baselines.mle_lstm import MLELSTM, MLELSTMConfig
 from baselines.primitives import estimators as est
 from baselines.primitives.discriminators import LSTMDiscriminator
+from baselines.primitives.engine import adam, compact_lstms
 from baselines.primitives.lstm import cross_entropy_consuming_logits
 from baselines.primitives.rollout import NEVER_SAMPLED, sample_sequences
 from baselines.primitives.sequences import (
@@ -69,6 +70,7 @@ from bench.text import BOS, EOS, PAD
 from bench.variant import StepReport
 
 PHASE_MLE, PHASE_D_PRETRAIN, PHASE_ADVERSARIAL = 0, 1, 2
+PHASE_NAMES = ("mle", "discriminator", "adversarial")
 
 
 @dataclass
@@ -121,11 +123,10 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
         super().__init__(config, corpus, device, seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 1)
-            self.discriminator = self.build_discriminator().to(self.device)
-        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(),
-                                            lr=config.d_learning_rate)
-        self.g_optimizer = torch.optim.Adam(self.generator.parameters(),
-                                            lr=config.g_learning_rate)
+            self.discriminator = compact_lstms(self.build_discriminator().to(self.device))
+        self.d_optimizer = adam(self.discriminator.parameters(), config.d_learning_rate,
+                                self.device)
+        self.g_optimizer = adam(self.generator.parameters(), config.g_learning_rate, self.device)
         self.real_batches = RandomBatches(len(self.train_data), config.batch_size, seed + 2)
         self.train_rng = torch.Generator(device=self.device).manual_seed(seed + 3)
         self.width = corpus.max_length + 1  # tokens + EOS, as the generator's targets
@@ -158,6 +159,9 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
         """Called once, when the MLE phase is over."""
 
     # -- phases -----------------------------------------------------------------------------
+
+    def phase_name(self) -> str:
+        return PHASE_NAMES[self.phase]
 
     def train_step(self, progress: float) -> StepReport:
         config = self.config

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from baselines.primitives.engine import adam, compact_lstms
 from baselines.primitives.lstm import LSTMGenerator
 from baselines.primitives.sequences import RandomBatches, decode, encode
 from bench.config import field
@@ -55,7 +56,7 @@ def build_generator(config: Any, corpus: Corpus, device: torch.device) -> LSTMGe
                               config.num_layers, config.dropout)
     if config.init_generator:
         load_generator_weights(generator, Path(config.init_generator))
-    return generator.to(device)
+    return compact_lstms(generator.to(device))
 
 
 def load_generator_weights(generator: LSTMGenerator, path: Path) -> None:
@@ -100,9 +101,13 @@ def generator_nll(generator: LSTMGenerator, corpus: Corpus, sentences: list[list
     Chunking is for speed, not only memory: a whole batch's logits (500 sentences x 21
     positions x 5,000 words = 210 MB) do not stay in cache, and the log-softmax and division
     by T over them ran about 3x slower than over 256-row chunks (5 MB) on this machine."""
+    from baselines.primitives.sampler_mask import SamplerMask
+    from bench.text import BOS, PAD, UNK
+
     device = generator.output.weight.device
     generator.eval()
     totals, tokens = [0.0] * len(temperatures), 0
+    sampler_mask = SamplerMask([PAD, BOS, UNK])  # what LSTMGenerator.sample never draws
     # Test sentences are scored whole (the length cap is only for generation), in batches of
     # similar length so that little time goes into padding.
     by_length = sorted(sentences, key=len)
@@ -113,13 +118,16 @@ def generator_nll(generator: LSTMGenerator, corpus: Corpus, sentences: list[list
             hidden, targets = generator.counted_hidden(batch.inputs, batch.targets)
             for first in range(0, len(targets), head_rows):
                 logits = generator.output(hidden[first : first + head_rows]).float()
+                sampler_mask.add(logits)
                 for i, temperature in enumerate(temperatures):
                     scaled = logits if temperature == 1.0 else logits / temperature
                     totals[i] += float(F.cross_entropy(
                         scaled, targets[first : first + head_rows], reduction="sum"))
             tokens += len(targets)
     generator.train()
-    return [NLLResult(total, tokens, tokens) for total in totals]
+    return [NLLResult(total, tokens, tokens,
+                      sampler_mask.total if temperature == 1.0 else None)
+            for total, temperature in zip(totals, temperatures)]
 
 
 class MLELSTM(Variant):
@@ -134,9 +142,12 @@ class MLELSTM(Variant):
     def __init__(self, config: MLELSTMConfig, corpus: Corpus, device: torch.device, seed: int):
         super().__init__(config, corpus, device, seed)
         self.generator = build_generator(config, corpus, self.device)
-        self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=config.learning_rate)
+        self.optimizer = adam(self.generator.parameters(), config.learning_rate, self.device)
         self.train_data = encode(corpus.vocab, corpus.train, corpus.max_length).to(self.device)
         self.batches = RandomBatches(len(self.train_data), config.batch_size, seed)
+
+    def phase_name(self) -> str:
+        return "mle"
 
     def train_step(self, progress: float) -> StepReport:
         batch = self.train_data.select(self.batches.next_indices().to(self.device))

@@ -44,6 +44,7 @@ import torch
 from baselines.lstm_gan import AdversarialLSTM, AdversarialLSTMConfig
 from baselines.primitives import estimators as est
 from baselines.primitives.discriminators import CNNDiscriminator, CompletionScorer
+from baselines.primitives.engine import compact_lstms
 from baselines.primitives.rollout import CompletionScoreFn, rollout_rewards, sample_sequences
 from bench.config import field
 from bench.corpora import Corpus
@@ -121,7 +122,8 @@ class SeqGAN(AdversarialLSTM):
 
     def end_mle_phase(self) -> None:
         if self.config.rollout_update_rate > 0:
-            self.rollout_network = copy.deepcopy(self.generator).requires_grad_(False)
+            self.rollout_network = compact_lstms(
+                copy.deepcopy(self.generator).requires_grad_(False))
 
     def update_rollout_network(self) -> None:
         if self.rollout_network is None:
@@ -186,7 +188,8 @@ class SeqGAN(AdversarialLSTM):
         if state.get("rollout_network") is None:
             self.rollout_network = None
         else:
-            self.rollout_network = copy.deepcopy(self.generator).requires_grad_(False)
+            self.rollout_network = compact_lstms(
+                copy.deepcopy(self.generator).requires_grad_(False))
             self.rollout_network.load_state_dict(state["rollout_network"])
 
 

@@ -27,6 +27,7 @@ from bench.registry import get_variant
 from bench.variant import NLLResult, StepReport, Variant
 
 PHASE_SOURCE, PHASE_SAMPLE, PHASE_TARGET = 0, 1, 2
+PHASE_NAMES = ("source", "sampling", "target")
 
 
 @dataclass
@@ -109,6 +110,18 @@ class SyntheticAugmentation(Variant):
         self.synthetic: list[str] = []
         self.target: Variant | None = None
         self.target_started_at = 0.0
+
+    @classmethod
+    def import_libraries(cls, config: SyntheticAugmentationConfig) -> None:
+        for name in (config.source, config.target):
+            get_variant(name).import_libraries(None)
+
+    def generator_module(self) -> torch.nn.Module | None:
+        """The target once it exists: it is what is evaluated (the source is not)."""
+        return self.target.generator_module() if self.target is not None else None
+
+    def phase_name(self) -> str:
+        return PHASE_NAMES[self.phase]
 
     def _build_target(self) -> None:
         tokenize = self.corpus.tokenization.tokenize

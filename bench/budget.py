@@ -56,17 +56,21 @@ class Budget:
 class BudgetClock:
     """Counts what training has spent; the harness asks it before every step.
 
-    Seconds are wall time of building the variant and of training steps (evaluation and
-    checkpoints are paused out);
-    on CUDA the device is synchronised before each reading so that queued kernels count.
+    Seconds are wall time of building the variant and of training steps (evaluation,
+    validation and checkpoints are paused out); on CUDA the device is synchronised before each
+    reading so that queued kernels count. A seconds budget is charged device-seconds: wall
+    seconds times the number of data-parallel processes (``world_size``), each holding one
+    device, so that N devices get the same compute as one device for N times as long.
     """
 
-    def __init__(self, budget: Budget, device: torch.device, *, seconds: float = 0.0,
+    def __init__(self, budget: Budget, device: torch.device, *, world_size: int = 1,
+                 seconds: float = 0.0,
                  steps: int = 0, flops: float = 0.0, tokens: int = 0,
                  construction_seconds: float = 0.0, generator_updates: int = 0,
                  discriminator_updates: int = 0):
         self.budget = budget
         self.device = torch.device(device)
+        self.world_size = int(world_size)
         self.seconds, self.steps, self.flops, self.tokens = seconds, steps, flops, tokens
         # Building the variant (tokenizers, encoding, a source variant): part of ``seconds``.
         self.construction_seconds = construction_seconds
@@ -111,8 +115,11 @@ class BudgetClock:
                 "generator_updates": self.generator_updates,
                 "discriminator_updates": self.discriminator_updates}
 
+    def device_seconds(self) -> float:
+        return self.elapsed() * self.world_size
+
     def used(self) -> float:
-        return {"seconds": self.elapsed(), "steps": float(self.steps),
+        return {"seconds": self.device_seconds(), "steps": float(self.steps),
                 "flops": self.flops}[self.budget.kind]
 
     def progress(self) -> float:
@@ -125,7 +132,8 @@ class BudgetClock:
     def summary(self) -> dict:
         return {"given": str(self.budget), "kind": self.budget.kind,
                 "amount": self.budget.amount, "used": self.used(), "steps": self.steps,
-                "seconds": self.elapsed(), "flops": self.flops, "tokens": self.tokens,
+                "seconds": self.elapsed(), "device_seconds": self.device_seconds(),
+                "world_size": self.world_size, "flops": self.flops, "tokens": self.tokens,
                 "construction_seconds": self.construction_seconds,
                 "generator_updates": self.generator_updates,
                 "discriminator_updates": self.discriminator_updates}

@@ -33,6 +33,12 @@ MAX_LINE_CHARS = 10_000
 # A single user file is split 90/10, with at least this many test sentences (Self-BLEU
 # compares each sample with the others, so evaluation needs two).
 MIN_SPLIT_TEST = 2
+# The validation split (METRICS.md, Validation and selection): the corpus's own where it ships
+# one (a user folder's valid.txt), else this share of the training split, drawn with a fixed
+# seed and never trained on; the oracles sample their own.
+VALID_SHARE = 0.05
+VALID_MAX = 2000
+VALID_SEED = 5_000_011
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,9 @@ class Corpus:
     tokenization: Tokenization
     sha256: dict[str, str] = field(default_factory=dict)
     oracle: Oracle | None = None
+    # Held out of training for validation NLL and checkpoint selection; may be empty (a corpus
+    # too small to spare one), then a run keeps its last generator.
+    valid: list[list[str]] = field(default_factory=list)
 
     def __post_init__(self):
         self.vocab = Vocabulary.from_sentences(self.train)
@@ -141,6 +150,8 @@ class Corpus:
             "sha256": self.sha256,
             "train_sentences": len(self.train),
             "test_sentences": len(self.test),
+            "valid_sentences": len(self.valid),
+            "valid_sha256": sentences_sha256(self.valid),
             "vocab_size": len(self.vocab),
             "max_length": self.max_length,
             "tokenization": {
@@ -150,12 +161,29 @@ class Corpus:
         }
 
     def subsample_train(self, k: int, seed: int) -> Corpus:
-        """A low-resource copy: k training sentences drawn with a seed, the test split kept."""
+        """A low-resource copy: k training sentences drawn with a seed, the test and
+        validation splits kept (the validation split was taken out of training before)."""
         if not 0 < k <= len(self.train):
             raise GanbenchError(f"cannot subsample {k} of {len(self.train)} training sentences")
         chosen = sorted(random.Random(seed).sample(range(len(self.train)), k))
         return Corpus(f"{self.name}@{k}", [self.train[i] for i in chosen], self.test,
-                      self.tokenization, dict(self.sha256), self.oracle)
+                      self.tokenization, dict(self.sha256), self.oracle, self.valid)
+
+
+def sentences_sha256(sentences: list[list[str]]) -> str:
+    """sha256 of sentences as lines of blank-joined tokens: names a split's exact content."""
+    return sha256_bytes("".join(" ".join(s) + "\n" for s in sentences).encode("utf-8"))
+
+
+def split_validation(train: list, seed: int = VALID_SEED) -> tuple[list, list]:
+    """(training rest, validation): VALID_SHARE of the sentences, at most VALID_MAX, drawn with a
+    fixed seed; both keep the file's order. A split of under 20 sentences spares none."""
+    n_valid = min(VALID_MAX, int(VALID_SHARE * len(train)))
+    if n_valid < 1:
+        return list(train), []
+    chosen = set(random.Random(seed).sample(range(len(train)), n_valid))
+    return ([s for i, s in enumerate(train) if i not in chosen],
+            [s for i, s in enumerate(train) if i in chosen])
 
 
 def default_data_dir() -> Path:
@@ -279,19 +307,25 @@ def load_named(name: str, data_dir: Path, download: bool = True) -> Corpus:
             )
         splits[split] = read_lines(path)
         checksums[f"{split}.txt"] = got
-    tokenization = Tokenization.infer(splits["train"], per_character=spec.per_character)
-    return Corpus(name, tokenization.tokenize_all(splits["train"]),
-                  tokenization.tokenize_all(splits["test"]), tokenization, checksums)
+    train, valid = split_validation(splits["train"])
+    tokenization = Tokenization.infer(train, per_character=spec.per_character)
+    return Corpus(name, tokenization.tokenize_all(train), tokenization.tokenize_all(splits["test"]),
+                  tokenization, checksums, valid=tokenization.tokenize_all(valid))
 
 
 def oracle_corpus(oracle: Oracle, checksums: dict[str, str], cache: Path | None = None
                   ) -> Corpus:
     """A synthetic oracle's fixed splits as a corpus of token-id strings."""
-    train, test = oracle.splits(cache_dir=cache if cache is not None else cache_dir())
-    as_tokens = [[str(t) for t in row] for row in train.tolist()]
-    test_tokens = [[str(t) for t in row] for row in test.tolist()]
-    return Corpus(oracle.name, as_tokens, test_tokens, Tokenization(),
-                  {**checksums, "oracle_weights": oracle.checksum()}, oracle)
+    folder = cache if cache is not None else cache_dir()
+    train, test = oracle.splits(cache_dir=folder)
+    valid = oracle.validation_split(cache_dir=folder)
+
+    def as_tokens(ids):
+        return [[str(t) for t in row] for row in ids.tolist()]
+
+    return Corpus(oracle.name, as_tokens(train), as_tokens(test), Tokenization(),
+                  {**checksums, "oracle_weights": oracle.checksum()}, oracle,
+                  valid=as_tokens(valid))
 
 
 def load_oracle(cache: Path | None = None) -> Corpus:
@@ -356,12 +390,18 @@ def load_seqgan_oracle(data_dir: Path, download: bool = True,
 
 
 def load_user_path(path: Path, per_character: bool = False) -> Corpus:
-    """A folder with train.txt and test.txt, or one file split 90/10 with a fixed seed."""
+    """A folder with train.txt, test.txt and optionally valid.txt, or one file split 90/10 with a
+    fixed seed; without a valid.txt the validation split is a share of training
+    (split_validation)."""
+    valid = None
     if path.is_dir():
         train_path, test_path = path / "train.txt", path / "test.txt"
         train, test = read_lines(train_path), read_lines(test_path)
         checksums = {"train.txt": sha256_bytes(train_path.read_bytes()),
                      "test.txt": sha256_bytes(test_path.read_bytes())}
+        if (path / "valid.txt").exists():
+            valid = read_lines(path / "valid.txt")
+            checksums["valid.txt"] = sha256_bytes((path / "valid.txt").read_bytes())
     else:
         lines = read_lines(path)
         if len(lines) < 2 * MIN_SPLIT_TEST:
@@ -374,12 +414,15 @@ def load_user_path(path: Path, per_character: bool = False) -> Corpus:
         test = [lines[i] for i in sorted(order[:n_test])]
         train = [lines[i] for i in sorted(order[n_test:])]
         checksums = {path.name: sha256_bytes(path.read_bytes())}
+    if valid is None:
+        train, valid = split_validation(train)
     tokenization = Tokenization.infer(train, per_character=per_character)
     train_tokens = [s for s in tokenization.tokenize_all(train) if s]
     if not train_tokens:
         raise GanbenchError(f"{path}: no tokens in the training split")
+    valid_tokens = [s for s in tokenization.tokenize_all(valid) if s]
     return Corpus(path.name, train_tokens, tokenization.tokenize_all(test), tokenization,
-                  checksums)
+                  checksums, valid=valid_tokens)
 
 
 def load_corpus(dataset: str, data_dir: Path | None = None, download: bool = True,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import numpy as np
 
@@ -34,10 +34,22 @@ class EvalConfig:
                                   "the table's samples)")
     disc_acc: bool = field(True, "train the fresh held-out classifier (disc_acc)")
     disc_acc_encoder: str = field("cnn", "disc_acc classifier: cnn, or minilm when installed")
+    disc_acc_replicates: int = field(3, "disc_acc classifiers (each its own split and seed); "
+                                        "disc_acc is their mean, its interval holds their "
+                                        "spread (METRICS.md)")
     reference_metrics: bool = field(True, "also sacrebleu and ROUGE-L against the test split")
     embedding_metrics: bool = field(False, "also Frechet distance (and MAUVE when mauve-text "
                                            "is installed) on MiniLM embeddings; needs the "
                                            "minilm extra")
+    select: Literal["best_valid_final_phase", "best_valid", "last"] = field(
+        "best_valid_final_phase",
+        "which generator is evaluated: the best validation NLL within the variant's final "
+        "phase (MLE variants: of the whole run; GANs: of the adversarial phase), of the whole "
+        "run (which can hand back a GAN's pre-adversarial generator), or the last one "
+        "(METRICS.md, Validation and selection)")
+    valid_points: int = field(20, "validation NLL points spread over the budget (plus one at "
+                                  "the end), off the budget's clock; 0 = none (select falls "
+                                  "back to the last generator)")
 
     def validate(self) -> None:
         if self.num_samples < 2:
@@ -46,6 +58,8 @@ class EvalConfig:
             raise ValueError("curve_samples must be 0 (= num_samples) or at least 2")
         if any(t <= 0 for t in self.temperatures):
             raise ValueError("temperatures must be positive")
+        if not 0 <= self.valid_points <= 1000:
+            raise ValueError("valid_points must be in 0..1000")
 
 
 def _oracle_ids(tokenized: list[list[str]]) -> list[list[int]]:
@@ -94,8 +108,10 @@ def split_by_vocabulary(sentences: list[list[str]], vocab: Vocabulary
 def _sum_nll(parts: list[NLLResult]) -> NLLResult:
     from bench.variant import NLLResult
 
+    masked = None if any(p.masked_mass is None for p in parts) else sum(
+        p.masked_mass for p in parts)
     return NLLResult(sum(p.total_nats for p in parts), sum(p.num_tokens for p in parts),
-                     sum(p.num_words for p in parts))
+                     sum(p.num_words for p in parts), masked)
 
 
 def nll_metrics(variant: Variant, corpus: Corpus, temperatures: tuple[float, ...]
@@ -114,6 +130,9 @@ def nll_metrics(variant: Variant, corpus: Corpus, temperatures: tuple[float, ...
     at = {t: _sum_nll([part[i] for part in parts]) for i, t in enumerate(asked)}
     metrics["nll_test"] = at[1.0].per_token
     metrics["nll_test_per_word"] = at[1.0].per_word
+    if at[1.0].masked_mass is not None:
+        # METRICS.md: nll_test is of the model's softmax; this much of it the sampler removes.
+        metrics["nll_test_masked_mass"] = at[1.0].masked_mass / at[1.0].num_tokens
     if in_vocabulary:
         words = sum(len(s) + 1 for s in in_vocabulary)  # evaluation tokens + one EOS each
         metrics["nll_test_iv_per_word"] = parts[0][0].total_nats / words
@@ -185,8 +204,10 @@ def evaluate_variant(variant: Variant, corpus: Corpus, settings: EvalConfig, see
         note("disc_acc")
         started = time.perf_counter()
         # METRICS.md: the classifier's real sentences all come from one pool, the test split.
-        result = disc_acc(corpus.test, tokenized, seed=seed,
-                          settings=DiscAccSettings(encoder=settings.disc_acc_encoder))
+        # On the run's device (the classifier is the same; a GPU trains it in a fraction).
+        result = disc_acc(corpus.test, tokenized, seed=seed, device=variant.device,
+                          settings=DiscAccSettings(encoder=settings.disc_acc_encoder,
+                                                   replicates=settings.disc_acc_replicates))
         metrics.update(result)
         timings["disc_acc_seconds"] = time.perf_counter() - started
 

@@ -35,6 +35,8 @@ NUM_TEST = 5_000
 
 SEQGAN_NUM_TEST = 10_000  # SeqGAN samples 10,000 sequences for each of its sets
 SEQGAN_SPLIT_SEED = 20170205  # fixed once; the splits must never change
+# The validation sequences are sampled with split_seed + this, apart from train and test.
+VALID_SEED_OFFSET = 1_000_000
 
 
 @dataclass
@@ -177,6 +179,28 @@ class Oracle:
             save_file({"train": train, "test": test}, str(tmp))
             os.replace(tmp, cache_file)
         return train, test
+
+    def validation_split(self, cache_dir: Path | None = None) -> torch.Tensor:
+        """The oracle's own validation sequences (5% of the training count), sampled with
+        another seed than the splits, so that training and test stay the published ones;
+        cached like them."""
+        num_valid, seed = max(1, self.num_train // 20), self.split_seed + VALID_SEED_OFFSET
+        cache_file = None
+        if cache_dir is not None:
+            name = f"oracle-{self.checksum()[:16]}-valid{num_valid}-{seed}.safetensors"
+            cache_file = Path(cache_dir) / name
+            if cache_file.exists():
+                try:
+                    return load_file(str(cache_file))["valid"]
+                except Exception:  # a damaged cache is rebuilt, never trusted
+                    pass
+        valid = self.sample(num_valid, seed=seed).contiguous()
+        if cache_file is not None:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
+            save_file({"valid": valid}, str(tmp))
+            os.replace(tmp, cache_file)
+        return valid
 
     def nll(self, sequences: Sequence[Sequence[int]]) -> float:
         """Mean NLL per token (nats) of the given sequences under the oracle (`nll_oracle`).

@@ -155,6 +155,7 @@ def _write_plots(plt, records: list[dict[str, Any]], summary: pd.DataFrame, plot
         rows = summary[summary["dataset"] == dataset].reset_index(drop=True)
         written.append(_metric_bars(plt, rows, dataset, plot_dir, short, colours))
         written.append(_training_figure(plt, series, dataset, plot_dir))
+        written.append(_overfitting_figure(plt, series, dataset, plot_dir))
     return [path for path in written if path is not None]
 
 
@@ -368,5 +369,55 @@ def _training_figure(plt, series: list[Series], dataset: str, plot_dir: Path) ->
     fig.suptitle(f"{dataset}: training curves (first seed of each row)")
     fig.tight_layout()
     path = _save(fig, plot_dir / f"training_{file_stem(dataset)}.png")
+    plt.close(fig)
+    return path
+
+
+TRAIN_LOSS_KEYS = ("train/g_loss", "train/g_mle_loss")
+
+
+def _overfitting_figure(plt, series: list[Series], dataset: str, plot_dir: Path
+                        ) -> Path | None:
+    """Over-fitting in view (METRICS.md, Validation and selection): per row, its first seed's
+    MLE training loss and validation NLL against the step, both in nats per model token, with
+    the evaluated step marked."""
+    panels = []
+    for s in series:
+        run = s.runs[0]
+        points = run.get("validation") or []
+        if not points:
+            continue
+        log = latest_attempt(load_train_log(run))
+        train = [(row["step"], row[key]) for row in log for key in TRAIN_LOSS_KEYS[:1]
+                 if key in row and row.get("train/phase", 0) == PHASE_MLE]
+        if not train:
+            train = [(row["step"], row[TRAIN_LOSS_KEYS[1]]) for row in log
+                     if TRAIN_LOSS_KEYS[1] in row]
+        panels.append((s, train, points, run.get("selection") or {}))
+    if not panels:
+        return None
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (s, train, points, selection) in zip(axes.flat, panels):
+        if train:
+            ax.plot([x for x, _ in train], [y for _, y in train], color=s.colour, alpha=0.45,
+                    linewidth=1.0, label="training loss (MLE steps)")
+        ax.plot([p["step"] for p in points], [p["valid_nll"] for p in points], color=s.colour,
+                marker=".", linewidth=1.6, label="validation NLL")
+        if selection.get("evaluated_step") is not None:
+            ax.axvline(selection["evaluated_step"], color="#444", linestyle=":", linewidth=1,
+                       label=f"evaluated ({selection.get('rule', '')})")
+        note = " (over-fit)" if selection.get("overfit") else ""
+        ax.set_title(f"{s.row_name}{note}", fontsize=9)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(f"nats per model token ({LOWER})", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, frameon=False)
+    fig.suptitle(f"{dataset}: training loss and validation NLL (first seed of each row)")
+    fig.tight_layout()
+    path = _save(fig, plot_dir / f"overfitting_{file_stem(dataset)}.png")
     plt.close(fig)
     return path

@@ -36,13 +36,19 @@ METRIC_COLUMNS: dict[str, int] = {
     **{f"distinct_{n}": 1 for n in range(1, 5)},
     "copy_rate": -1,
     "frechet_minilm": -1, "mauve": 1,
-    "train_seconds": 0, "train_tokens_per_s": 0, "sample_tokens_per_s": 0,
+    "train_seconds": 0, "train_tokens_per_s": 0, "sample_tokens_per_s": 0, "steps": 0,
+    # Counted training FLOPs per device-second, and that over the device's bf16 peak (GPUs).
+    "train_tflops_per_s": 0, "mfu": 0,
+    # How far the last validation NLL rose above the run's best, as a share (bench/selection).
+    "valid_rise": 0,
 }
 # Metrics whose best value is a target, not an extreme: disc_acc is best at 0.5 (METRICS.md).
 METRIC_TARGETS: dict[str, float] = {"disc_acc": 0.5}
 GROUP_KEYS = ["dataset", "variant", "budget"]
-# Speed columns: they differ between any two runs, even of one deterministic steps budget.
-TIMING_METRICS = ("train_seconds", "train_tokens_per_s", "sample_tokens_per_s")
+# Speed columns: they differ between any two runs, even of one deterministic steps budget
+# (steps too, under a seconds budget).
+TIMING_METRICS = ("train_seconds", "train_tokens_per_s", "sample_tokens_per_s", "steps",
+                  "train_tflops_per_s", "mfu")
 
 
 def is_timing_column(column: str) -> bool:
@@ -128,6 +134,13 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
             # The training time actually spent, beside the budget given: equal compute is the
             # premise of every comparison, so an overrun must show in the table.
             row["train_seconds"] = r["budget"].get("seconds")
+            row["steps"] = r["budget"].get("steps")
+            selection = r.get("selection") or {}
+            row["valid_rise"] = selection.get("valid_rise")
+            row["overfit"] = bool(selection.get("overfit"))
+            row["evaluated_best"] = selection.get("evaluated") == "best"
+            row["best_before_final_phase"] = bool(selection.get("best_before_final_phase"))
+            row["select"] = selection.get("rule", "")
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -141,6 +154,7 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
         ok = group[group["status"] == "ok"]
         row["seeds"] = int(ok["seed"].nunique())
         row["runs_ok"] = f"{len(ok)}/{len(group)}"
+        row["selection"] = selection_note(ok)
         for metric in metrics:
             values = ok[metric].dropna() if metric in ok else pd.Series(dtype=float)
             mean = float(values.mean()) if len(values) else math.nan
@@ -150,6 +164,23 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
             row[f"{metric}_high"] = mean + half if not math.isnan(half) else math.nan
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def selection_note(ok: pd.DataFrame) -> str:
+    """The row's selection rule, how many seeds were evaluated at their best validation point
+    rather than their last, and flags: validation NLL rose past the margin from its best
+    (over-fit), and the best validation point lay before the final phase (a GAN's best
+    generator by validation NLL is its pre-adversarial one)."""
+    if "select" not in ok or ok.empty:
+        return ""
+    n, rules = len(ok), sorted(set(ok["select"].dropna()) - {""})
+    parts = [f"{'/'.join(rules)}: best {int(ok['evaluated_best'].sum())}/{n}"] if rules else []
+    if ok["overfit"].any():
+        parts.append(f"⚠ over-fit {int(ok['overfit'].sum())}/{n}")
+    if ok["best_before_final_phase"].any():
+        parts.append(f"best valid before final phase {int(ok['best_before_final_phase'].sum())}"
+                     f"/{n}")
+    return "; ".join(parts)
 
 
 def _distance_interval(low: float, high: float, target: float) -> tuple[float, float]:
@@ -230,7 +261,8 @@ def display_table(table: pd.DataFrame, short: dict[str, str] | None = None) -> p
     row's full label to the name shown (bench.labels.short_labels)."""
     marks = best_marks(table)
     metrics = [c for c in METRIC_COLUMNS if c in table.columns]
-    shown = table[GROUP_KEYS + ["seeds", "runs_ok"]].copy()
+    shown = table[GROUP_KEYS + ["seeds", "runs_ok"]
+                  + (["selection"] if "selection" in table else [])].copy()
     if short:
         shown["variant"] = [short.get(v, v) for v in shown["variant"]]
     for metric in metrics:
@@ -303,7 +335,12 @@ def _render_report(records: list[dict[str, Any]], out: Path, plots: bool,
     captions = label_captions(short)
     markdown = ("Mean ± 95% t-interval half-width over seeds; **bold** marks a best value "
                 "whose interval separates it from every other row of its dataset. ↑ higher "
-                "is better, ↓ lower is better, →0.5 closer to 0.5 is better.\n\n"
+                "is better, ↓ lower is better, →0.5 closer to 0.5 is better. *selection*: the "
+                "rule that chose the evaluated generator and how many seeds it took at their "
+                "best validation point instead of their last; ⚠ over-fit: validation NLL "
+                "ended more than 2% above its best (valid_rise is that rise); *best valid "
+                "before final phase*: the lowest validation NLL came before the variant's "
+                "last phase (for a GAN: its MLE warm-up), see docs/METRICS.md.\n\n"
                 + shown.to_markdown(index=False) + "\n")
     if captions:
         markdown += ("\nFull labels (every override of the row):\n\n"

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from bench import distributed, guards, locks, records
+from bench import accelerator, distributed, guards, locks, records
 from bench.budget import Budget, BudgetClock
 from bench.checkpoint import check_fits, clean_stale_temporaries, load_state, save_state
 from bench.config import build_config, config_to_dict
@@ -34,6 +34,7 @@ from bench.divergence import nll_divergence
 from bench.errors import Diverged, GanbenchError, StepAbandoned
 from bench.evaluation import EvalConfig, evaluate_variant, status_lines
 from bench.registry import get_variant
+from bench.selection import Selection
 from bench.variant import StepReport, Variant
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -176,7 +177,8 @@ def _ranks_agree(variant: Variant) -> bool:
     return len(set(distributed.gather(distributed.state_digest(_shared_state(variant))))) == 1
 
 
-def _save_checkpoint(run: PreparedRun, variant: Variant, clock: BudgetClock) -> None:
+def _save_checkpoint(run: PreparedRun, variant: Variant, clock: BudgetClock,
+                     selection: Selection) -> None:
     """Written by rank 0; with several ranks a collective (they all checkpoint the same step),
     because rank 0's file also keeps every rank's own random streams."""
     variant_state = variant.state_dict()
@@ -187,6 +189,7 @@ def _save_checkpoint(run: PreparedRun, variant: Variant, clock: BudgetClock) -> 
         "cuda_rng": _cuda_rng(run.device),
         "config": config_to_dict(run.config),
         "spec": dataclasses.asdict(run.spec),
+        "selection": selection.state(),
     }
     if run.world.size > 1:
         own_keys = getattr(variant, "rank_state_keys", ())
@@ -255,10 +258,12 @@ def _open_run_dir(run: PreparedRun) -> None:
 def _build_variant(run: PreparedRun) -> tuple[Variant, float]:
     """The variant and the seconds its construction took (tokenizer training, corpus encoding,
     a source variant): those count in seconds budgets."""
-    # The first optimiser a process builds imports torch._dynamo (seconds): a one-off of the
-    # process, not this variant's work, so it is paid before the construction clock starts.
+    # The first optimiser a process builds imports torch._dynamo (seconds), and the first
+    # GPT-2 run imports transformers: one-offs of the process, not this variant's work, so
+    # they are paid before the construction clock starts.
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)
-    construction = BudgetClock(run.budget, run.device)
+    run.variant_class.import_libraries(run.config)
+    construction = BudgetClock(run.budget, run.device, world_size=run.world.size)
     construction.start()
     torch.manual_seed(run.spec.seed)
     variant = run.variant_class(run.config, run.corpus, run.device, run.spec.seed)
@@ -270,14 +275,16 @@ def _build_variant(run: PreparedRun) -> tuple[Variant, float]:
 
 
 def _resume(run: PreparedRun, options: RunOptions, variant: Variant,
-            construction_seconds: float) -> tuple[BudgetClock, int | None]:
+            construction_seconds: float, selection: Selection
+            ) -> tuple[BudgetClock, int | None]:
     """The clock to train on and the step resumed from (None for a fresh start): restores the
     variant, clock and random streams from the checkpoint if there is one and resuming is on;
     with resuming off, drops any old checkpoint and log. A fresh clock is charged the
     construction; a resumed one already holds the first construction's charge."""
     world = run.world
     checkpoint_path = run.run_dir / CHECKPOINT_FILE
-    clock, resumed_from = BudgetClock(run.budget, run.device), None
+    clock = BudgetClock(run.budget, run.device, world_size=world.size)
+    resumed_from = None
     clock.charge_construction(construction_seconds)
     if options.resume and checkpoint_path.exists():
         state = load_state(checkpoint_path)
@@ -295,7 +302,9 @@ def _resume(run: PreparedRun, options: RunOptions, variant: Variant,
             random_state = state["ranks"][world.rank]
             variant_state = {**variant_state, **random_state["variant"]}
         variant.load_state_dict(variant_state)
-        clock = BudgetClock(run.budget, run.device, **state["clock"])
+        clock = BudgetClock(run.budget, run.device, world_size=world.size, **state["clock"])
+        if state.get("selection") is not None:
+            selection.load_state(state["selection"])
         torch.set_rng_state(random_state["torch_rng"])
         if random_state.get("cuda_rng") is not None and run.device.type == "cuda":
             torch.cuda.set_rng_state(random_state["cuda_rng"], run.device)
@@ -329,13 +338,31 @@ def _count_step(run: PreparedRun, clock: BudgetClock, report: StepReport) -> Non
                        "data-parallel rank")
 
 
+def _validate(run: PreparedRun, variant: Variant, clock: BudgetClock, selection: Selection,
+              log_handle, progress: float) -> None:
+    """A validation point off the budget's clock (METRICS.md), logged beside training."""
+    if not run.world.is_main or not run.corpus.valid:
+        return
+    clock.pause()
+    point = selection.measure(variant, run.corpus, clock.steps, progress)
+    if point is not None:
+        log_handle.write(json.dumps({"step": point.step, "seconds": clock.elapsed(),
+                                     "progress": point.progress, "valid/nll": point.valid_nll,
+                                     "valid/phase": point.phase}) + "\n")
+    clock.start()
+
+
 def _train_loop(run: PreparedRun, options: RunOptions, variant: Variant, clock: BudgetClock,
-                outcome: TrainOutcome, log_handle) -> None:
-    """Call train_step until the budget is spent, logging and checkpointing on the way."""
+                outcome: TrainOutcome, log_handle, selection: Selection) -> None:
+    """Call train_step until the budget is spent, logging, validating and checkpointing on the
+    way."""
     world, main = run.world, run.world.is_main
     bar = _progress_bar(run, options.quiet or not main)
     last_checkpoint = time.monotonic()
+    logged_step = 0
+    kernels = accelerator.attention_kernels(run.device)
     try:
+        kernels.__enter__()
         clock.start()
         stop, progress, _ = _decide(world, clock, checkpoint_due=False)
         if world.size == 1:
@@ -352,32 +379,45 @@ def _train_loop(run: PreparedRun, options: RunOptions, variant: Variant, clock: 
             if main and (clock.steps % options.log_every == 0 or clock.steps == 1):
                 log_handle.write(json.dumps({"step": clock.steps, "seconds": clock.elapsed(),
                                              "progress": clock.progress(), **report.logs}) + "\n")
+                logged_step = clock.steps
             bar.n = round(100 * clock.progress())
             bar.set_postfix_str(f"step {clock.steps}", refresh=False)
             bar.update(0)
             checkpoint_due = time.monotonic() - last_checkpoint >= options.checkpoint_every_s
             stop, progress, checkpoint_due = _decide(world, clock, checkpoint_due)
+            if not stop and selection.due(progress):
+                _validate(run, variant, clock, selection, log_handle, progress)
             if checkpoint_due:
                 clock.pause()
                 log_handle.flush()
-                _save_checkpoint(run, variant, clock)
+                _save_checkpoint(run, variant, clock, selection)
                 last_checkpoint = time.monotonic()
                 clock.start()
         clock.pause()
+        if main and clock.steps and logged_step != clock.steps:
+            # The last step is always in the log, whatever the cadence.
+            log_handle.write(json.dumps({"step": clock.steps, "seconds": clock.elapsed(),
+                                         "progress": clock.progress(),
+                                         **outcome.last_logs}) + "\n")
     finally:
+        kernels.__exit__(None, None, None)
         bar.close()
 
 
 def _train(run: PreparedRun, options: RunOptions, variant: Variant,
-           clock: BudgetClock) -> TrainOutcome:
+           clock: BudgetClock, selection: Selection) -> TrainOutcome:
     """Train inside the budget; a divergence or an unexpected error becomes the outcome's
-    status (the suite goes on), bad input and interrupts propagate."""
+    status (the suite goes on), bad input and interrupts propagate. A run that ends ok gets
+    its final validation point."""
     outcome = TrainOutcome()
     main = run.world.is_main
     log_path = run.run_dir / TRAIN_LOG_FILE if main else Path(os.devnull)
     with log_path.open("a", encoding="utf-8") as log_handle:
         try:
-            _train_loop(run, options, variant, clock, outcome, log_handle)
+            _train_loop(run, options, variant, clock, outcome, log_handle, selection)
+            if selection.points > 0:
+                _validate(run, variant, clock, selection, log_handle, 1.0)
+                clock.pause()
         except Diverged as err:
             clock.pause()
             outcome.status, outcome.reason, outcome.failed_step = (
@@ -393,7 +433,7 @@ def _train(run: PreparedRun, options: RunOptions, variant: Variant,
             (run.run_dir / error_file).write_text(traceback.format_exc())
     if outcome.status == "ok":
         # Evaluation is the longest phase: a run killed during it resumes here, untrained.
-        _save_checkpoint(run, variant, clock)
+        _save_checkpoint(run, variant, clock, selection)
     return outcome
 
 
@@ -413,18 +453,44 @@ def _leave_ranks(run: PreparedRun, variant: Variant, outcome: TrainOutcome) -> b
     return ranks_in_sync
 
 
+def _select_generator(run: PreparedRun, variant: Variant, selection: Selection) -> None:
+    """Loads the generator the selection rule picks; both the best and the last generator are
+    kept in artifacts/selection/ (safetensors) when they differ."""
+    module = variant.generator_module()
+    last = {k: v.detach().to("cpu").contiguous().clone()
+            for k, v in module.state_dict().items()} if module is not None else None
+    if selection.apply(variant) is None or not selection.best:
+        return
+    from safetensors.torch import save_file
+
+    folder = run.run_dir / "artifacts" / "selection"
+    folder.mkdir(parents=True, exist_ok=True)
+    best = {k: v.detach().to("cpu").contiguous().clone()
+            for k, v in selection.best["weights"].items()}
+    save_file(last, str(folder / "last_generator.safetensors"))
+    save_file(best, str(folder / "best_valid_generator.safetensors"))
+
+
 def _evaluate(run: PreparedRun, variant: Variant, clock: BudgetClock, train_seconds: float,
-              outcome: TrainOutcome, quiet: bool) -> EvalOutcome:
-    """Metrics, curve and samples of a run that trained ok; writes samples and artifacts. An
-    error here fails the run (outcome.status) instead of raising."""
+              outcome: TrainOutcome, quiet: bool, selection: Selection) -> EvalOutcome:
+    """Metrics, curve and samples of a run that trained ok, of the generator the selection rule
+    picks; writes samples and artifacts. An error here fails the run (outcome.status) instead
+    of raising."""
     result = EvalOutcome()
     eval_started = time.perf_counter()
     if outcome.status == "ok":
         try:
-            result.metrics, result.curve, result.samples, result.timings = evaluate_variant(
-                variant, run.corpus, run.eval_config, run.spec.seed,
-                None if quiet else status_lines(sys.stderr))
+            _select_generator(run, variant, selection)
+            with accelerator.attention_kernels(run.device):
+                result.metrics, result.curve, result.samples, result.timings = (
+                    evaluate_variant(variant, run.corpus, run.eval_config, run.spec.seed,
+                                     None if quiet else status_lines(sys.stderr)))
             result.metrics["train_tokens_per_s"] = clock.tokens / max(train_seconds, 1e-9)
+            # METRICS.md, Throughput: counted FLOPs per device-second, against the peak.
+            device_seconds = max(clock.device_seconds(), 1e-9)
+            result.metrics["train_tflops_per_s"] = clock.flops / device_seconds / 1e12
+            result.metrics["mfu"] = accelerator.model_flops_utilisation(
+                clock.flops, device_seconds, run.device)
             records.write_text_atomic(run.run_dir / SAMPLES_FILE,
                                       "".join(s + "\n" for s in result.samples))
             variant.save_artifacts(run.run_dir / "artifacts")
@@ -440,7 +506,8 @@ def _evaluate(run: PreparedRun, variant: Variant, clock: BudgetClock, train_seco
 
 def _build_record(run: PreparedRun, clock: BudgetClock, outcome: TrainOutcome,
                   evaluation: EvalOutcome, train_seconds: float, resumed_from: int | None,
-                  ranks_in_sync: bool | None, started_at: str) -> dict[str, Any]:
+                  ranks_in_sync: bool | None, started_at: str,
+                  selection: Selection) -> dict[str, Any]:
     return {
         "schema": records.SCHEMA_VERSION,
         "run": run.spec.run_name(),
@@ -458,9 +525,12 @@ def _build_record(run: PreparedRun, clock: BudgetClock, outcome: TrainOutcome,
         "resumed_from_step": resumed_from,
         "metrics": evaluation.metrics,
         "curve": evaluation.curve,
+        "selection": selection.summary(clock.steps),
+        "validation": [vars(point) for point in selection.history],
         "last_train_logs": outcome.last_logs,
         "evaluation": config_to_dict(run.eval_config),
         "timings": {"train_seconds": train_seconds, "eval_seconds": evaluation.seconds,
+                    "valid_seconds": selection.seconds,
                     **evaluation.timings},
         "environment": {**records.environment(run.device), "world_size": run.world.size,
                         **({"ranks_in_sync": ranks_in_sync} if run.world.size > 1 else {})},
@@ -484,9 +554,10 @@ def execute(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
     """
     _open_run_dir(run)
     variant, construction_seconds = _build_variant(run)
-    clock, resumed_from = _resume(run, options, variant, construction_seconds)
+    selection = Selection(run.eval_config.select, run.eval_config.valid_points)
+    clock, resumed_from = _resume(run, options, variant, construction_seconds, selection)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    outcome = _train(run, options, variant, clock)
+    outcome = _train(run, options, variant, clock, selection)
     train_seconds = clock.elapsed()
     ranks_in_sync = _leave_ranks(run, variant, outcome)
     if not run.world.is_main:
@@ -494,9 +565,9 @@ def execute(run: PreparedRun, options: RunOptions) -> dict[str, Any]:
                 "failed_at_step": outcome.failed_step, "budget": clock.summary(),
                 "metrics": {}}
     evaluation = _evaluate(run, variant, clock, train_seconds, outcome,
-                           quiet=options.quiet or not run.world.is_main)
+                           quiet=options.quiet or not run.world.is_main, selection=selection)
     record = _build_record(run, clock, outcome, evaluation, train_seconds, resumed_from,
-                           ranks_in_sync, started_at)
+                           ranks_in_sync, started_at, selection)
     _write_record(run, record)
     return record
 

@@ -43,6 +43,9 @@ class NLLResult:
     total_nats: float
     num_tokens: int  # the model's own tokens, EOS included, padding excluded
     num_words: int  # evaluation tokens + one EOS per sentence, for per-word comparisons
+    # Summed T = 1 probability on the tokens the variant's sampler masks, over the same
+    # positions (baselines/primitives/sampler_mask.py); None where the variant does not say.
+    masked_mass: float | None = None
 
     @property
     def per_token(self) -> float:
@@ -76,6 +79,24 @@ class Variant(abc.ABC):
         this inside a step and raise bench.errors.StepAbandoned (before any weight changes) or
         cut the step short, so that a seconds budget holds even then."""
         return self.progress_now() >= 1.0
+
+    @classmethod
+    def import_libraries(cls, config: Any) -> None:
+        """Import the libraries the variant builds with (transformers, ...). The harness calls
+        this before it starts the construction clock: a process's first import of a library
+        is the process's cost, not this run's (METRICS.md, Budget)."""
+        return None  # torch alone: already imported
+
+    def generator_module(self) -> torch.nn.Module | None:
+        """The network that ``sample`` and ``token_nll`` use now; checkpoint selection keeps
+        copies of its weights (bench/selection.py). None: nothing to validate yet."""
+        module = getattr(self, "generator", None)
+        return module if isinstance(module, torch.nn.Module) else None
+
+    def phase_name(self) -> str:
+        """The training phase the variant is in (e.g. mle, discriminator, adversarial): the
+        records say in which phase the selected generator was taken."""
+        return "train"
 
     @classmethod
     def corpus_defaults(cls, corpus: Corpus) -> dict[str, Any]:

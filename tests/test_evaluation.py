@@ -85,6 +85,36 @@ def test_curve_with_its_own_n_labels_its_points():
     assert curve[0]["num_samples"] == 6
 
 
+def reference_lstm_nll(generator, corpus, sentences, temperatures):
+    """{T: (nats per token, mean T = 1 probability of PAD/BOS/UNK)} by stepping an LSTMCell."""
+    import torch
+
+    from bench.text import BOS, EOS, PAD, UNK
+
+    lstm = generator.lstm
+    cell = torch.nn.LSTMCell(lstm.input_size, lstm.hidden_size).double()
+    with torch.no_grad():
+        cell.weight_ih.copy_(lstm.weight_ih_l0)
+        cell.weight_hh.copy_(lstm.weight_hh_l0)
+        cell.bias_ih.copy_(lstm.bias_ih_l0)
+        cell.bias_hh.copy_(lstm.bias_hh_l0)
+    embedding = generator.embedding.weight.double()
+    out_w, out_b = generator.output.weight.double(), generator.output.bias.double()
+    totals, masked, count = dict.fromkeys(temperatures, 0.0), 0.0, 0
+    with torch.no_grad():
+        for sentence in sentences:
+            ids = corpus.vocab.encode(sentence)
+            h = c = torch.zeros(1, lstm.hidden_size, dtype=torch.float64)
+            for x, y in zip([BOS, *ids], [*ids, EOS]):
+                h, c = cell(embedding[x].unsqueeze(0), (h, c))
+                logits = (h @ out_w.T + out_b)[0]
+                for t in temperatures:
+                    totals[t] -= float(torch.log_softmax(logits / t, dim=0)[y])
+                masked += float(torch.softmax(logits, dim=0)[[PAD, BOS, UNK]].sum())
+                count += 1
+    return {t: (totals[t] / count, masked / count) for t in temperatures}
+
+
 def test_oracle_curve_nll_per_temperature_from_the_nll_phase(oracle_corpus):
     import torch
 
@@ -97,10 +127,14 @@ def test_oracle_curve_nll_per_temperature_from_the_nll_phase(oracle_corpus):
     settings = EvalConfig(num_samples=20, temperatures=(0.5, 1.0), disc_acc=False,
                           reference_metrics=False)
     metrics, curve, _, _ = evaluate_variant(variant, corpus, settings, seed=0)
-    # Against one scoring pass per temperature, as the curve computed it before.
-    hot = variant.token_nll(corpus.test, temperature=0.5)
-    assert curve[0]["nll_test"] == pytest.approx(hot.per_token, rel=1e-9)
+    # Against an independent reference: the same weights stepped sentence by sentence in
+    # float64 through torch's own LSTMCell, a whole log-softmax of logits / T per position.
+    reference = reference_lstm_nll(variant.generator, corpus, corpus.test, (0.5, 1.0))
+    assert curve[0]["nll_test"] == pytest.approx(reference[0.5][0], rel=1e-6)
     assert curve[1]["nll_test"] == metrics["nll_test"]
+    assert metrics["nll_test"] == pytest.approx(reference[1.0][0], rel=1e-6)
+    # The mass the sampler removes (PAD, BOS, UNK) at T = 1, per test position.
+    assert metrics["nll_test_masked_mass"] == pytest.approx(reference[1.0][1], rel=1e-5)
     seen = {token for sentence in corpus.train for token in sentence}
     test_tokens = [token for sentence in corpus.test for token in sentence]
     unseen = sum(token not in seen for token in test_tokens)  # 200 training rows: many

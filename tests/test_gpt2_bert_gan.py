@@ -264,3 +264,35 @@ def test_adversarial_steps_on_cuda(corpus):
     assert report.logs["train/phase"] == 2.0
     assert math.isfinite(report.logs["train/g_pg_loss"])
     assert len(variant.sample(8, 1.0, 0)) == 8
+
+
+def test_a_step_whose_rollout_outlasts_the_budget_is_dropped_before_any_update(corpus):
+    """Issue 21: a long adversarial step read the clock only between steps (32.5 s of a 30 s
+    budget). Now the budget is read after the rollout, before any weight changes."""
+    from bench.errors import StepAbandoned
+
+    variant = adversarial_variant(corpus)
+    variant.train_step(0.5)  # a normal adversarial step first
+    generator, discriminator = snapshot(variant.generator), snapshot(variant.discriminator)
+    sampled = []
+    original = variant._sample_fakes
+
+    def sample_then_run_out():
+        sampled.append(True)
+        variant.progress_now = lambda: 1.0  # the budget ran out while sampling
+        return original()
+
+    variant._sample_fakes = sample_then_run_out
+    variant.rollout = None  # the next step draws a fresh rollout
+    with pytest.raises(StepAbandoned):
+        variant.train_step(0.9)
+    assert sampled and variant.rollout is None
+    assert not changed(generator, variant.generator)
+    assert not changed(discriminator, variant.discriminator)
+    # The discriminator warm-up step likewise.
+    warm = make(corpus, mle_fraction=0.0, d_warmup_fraction=0.9)
+    before = snapshot(warm.discriminator)
+    warm.progress_now = lambda: 1.0
+    with pytest.raises(StepAbandoned):
+        warm.train_step(0.5)
+    assert not changed(before, warm.discriminator)

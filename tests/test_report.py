@@ -195,16 +195,6 @@ def test_report_page_groups_by_corpus_links_metrics_doc_and_explains_oracle_ids(
     assert "class='table-box'" in page and "bleu_5 ↑" in page
 
 
-def test_the_projects_metrics_doc_is_the_spec():
-    from pathlib import Path
-
-    root = Path(__file__).parents[1]
-    spec = root.parent / "shared" / "METRICS.md"
-    if not spec.exists():
-        pytest.skip("no ../shared/METRICS.md beside this checkout")
-    assert (root / "docs" / "METRICS.md").read_text() == spec.read_text()
-
-
 def test_a_budget_sweep_gets_its_figure_and_one_budget_none(tmp_path, capsys):
     records = []
     for amount in (10, 100):

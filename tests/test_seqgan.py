@@ -162,7 +162,9 @@ def test_run_through_the_real_cli(tmp_path, tiny_text_dir, run_record):
     assert record["budget"]["tokens"] > 6 * 8 * 20
     log = [json.loads(line) for line in
            (tmp_path / record["run"] / "train_log.jsonl").read_text().splitlines()]
-    assert all(row["train/phase"] in (0.0, 1.0, 2.0) for row in log)
+    training = [row for row in log if "valid/nll" not in row]
+    assert all(row["train/phase"] in (0.0, 1.0, 2.0) for row in training)
+    assert [row["valid/phase"] for row in log if "valid/nll" in row][-1] == "adversarial"
 
 
 def test_padding_never_gets_a_reward_gradient(tiny_corpus):

@@ -29,7 +29,8 @@ def test_vocabulary_from_training_split_only_and_unknowns():
 
 
 def test_named_corpora_load_with_checksums(coco, data_dir):
-    assert len(coco.train) == 10_000 and len(coco.test) == 10_000
+    # 10,000 training lines: 9,500 to train on, 500 held out for validation (METRICS.md).
+    assert len(coco.train) == 9_500 and len(coco.valid) == 500 and len(coco.test) == 10_000
     assert coco.tokenization.lowercase
     expected = hashlib.sha256((data_dir / "coco" / "train.txt").read_bytes()).hexdigest()
     assert coco.sha256["train.txt"] == expected == NAMED_CORPORA["coco"].train.sha256
@@ -69,7 +70,7 @@ def test_missing_named_corpus_is_downloaded_from_a_mirror(tmp_path, data_dir, mo
     monkeypatch.setenv("GANBENCH_CORPUS_MIRROR", mirror.as_uri())
     empty = tmp_path / "data"
     corpus = load_corpus("coco", empty)
-    assert len(corpus.train) == 10_000
+    assert len(corpus.train) + len(corpus.valid) == 10_000
     written = (empty / "coco" / "test.txt").read_bytes()
     assert written == (data_dir / "coco" / "test.txt").read_bytes()
     # A corrupted mirror file is refused and nothing is written.
@@ -88,7 +89,9 @@ def test_chinese_poems_download_slices_one_file(tmp_path, data_dir, monkeypatch)
                       + (data_dir / "chinese_poems" / "test.txt").read_bytes())
     monkeypatch.setenv("GANBENCH_CORPUS_MIRROR", mirror.as_uri())
     corpus = load_corpus("chinese_poems", tmp_path / "data")
-    assert len(corpus.train) == 14_394 and len(corpus.test) == 2_000
+    # 14,394 training poems, 5% of them (719) held out for validation.
+    assert len(corpus.train) == 14_394 - 719 and len(corpus.valid) == 719
+    assert len(corpus.test) == 2_000
 
 
 @pytest.mark.parametrize("content, message", [
@@ -107,7 +110,8 @@ def test_user_file_is_split_deterministically(tmp_path):
     path = tmp_path / "lines.txt"
     path.write_text("\n".join(f"sentence number {i} ." for i in range(50)))
     first, second = load_corpus(str(path)), load_corpus(str(path))
-    assert len(first.test) == 5 and len(first.train) == 45
+    # 5 test lines; of the other 45, int(5% x 45) = 2 validate and 43 train.
+    assert len(first.test) == 5 and len(first.train) == 43 and len(first.valid) == 2
     assert first.test == second.test
     assert read_lines(path)[0] == "sentence number 0 ."
 

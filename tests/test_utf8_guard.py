@@ -77,13 +77,42 @@ def test_one_line_collapses_newlines_and_blanks_as_the_corpus_reader_does():
 
 def test_a_vocabulary_of_whole_characters_needs_no_guard(untrained):
     from baselines.primitives.hf import word_tokenizer
-    from baselines.primitives.utf8_guard import Utf8Guard
+    from baselines.primitives.utf8_guard import Utf8Guard, is_byte_level
 
     # The oracle's word ids: every token is ASCII digits, so no row can leave a boundary.
     oracle_words = word_tokenizer([str(i) for i in range(5000)])
     assert Utf8Guard.for_tokenizer(oracle_words, torch.device("cpu")) is None
     # A byte-level BPE holds the bytes >= 0x80 of its alphabet: it is guarded.
+    assert is_byte_level(untrained.tokenizer)
     assert Utf8Guard.for_tokenizer(untrained.tokenizer, torch.device("cpu")) is not None
+
+
+LATIN1_WORDS = ["läuft", "über", "straße", "grün", "schön", "der", "hund", "die", "katze",
+                "fährt", "müde", "groß", "weiß", "und", "nach", "hause"]
+
+
+def test_a_word_level_vocabulary_of_latin1_words_is_not_taken_for_bytes():
+    """Every character of these words is inside GPT-2's 256-character byte alphabet (ä is the
+    alphabet's stand-in for a byte too), so reading the alphabet called it byte-level BPE and
+    forbade the words whose "bytes" were not whole UTF-8 characters."""
+    from baselines.primitives import hf
+    from baselines.primitives.utf8_guard import Utf8Guard, byte_level_alphabet, is_byte_level
+
+    alphabet = byte_level_alphabet()
+    assert all(ch in alphabet for word in LATIN1_WORDS for ch in word)  # the trap is real
+    tokenizer = hf.word_tokenizer(LATIN1_WORDS)
+    assert not is_byte_level(tokenizer)
+    guard = Utf8Guard.for_tokenizer(tokenizer, torch.device("cpu"))
+    assert guard is None
+    # An untrained model samples near-uniformly over the 16 words: sampled with what the
+    # tokenizer calls for, many lines hold ä, ü or ß (with the old guard: none of 200).
+    torch.manual_seed(0)
+    model = hf.build_gpt2(len(tokenizer), 1, 16, 2, 32, 0.0, tokenizer.eos_token_id)
+    prompts = torch.full((200, 1), tokenizer.bos_token_id, dtype=torch.long)
+    samples = hf.sample_tokens(model.eval(), prompts, 8, tokenizer.eos_token_id, 1.0,
+                               torch.Generator().manual_seed(0), [1], utf8_guard=guard)
+    texts = hf.decode_samples(tokenizer, samples)
+    assert sum(any(ch in text for ch in "äüß") for text in texts) > 50
 
 
 def test_mask_forbids_exactly_the_tokens_that_cannot_decode_in_the_steps_left():
@@ -120,3 +149,41 @@ def test_mask_forbids_exactly_the_tokens_that_cannot_decode_in_the_steps_left():
     assert allowed(BOUNDARY, 2) == allowed(BOUNDARY, 1) | {b"\xe6", b"\xf0\x9f", b"\xed"}
     assert b"\xa9" not in allowed(BOUNDARY, 5)
     assert allowed(1, 0) == {b"\xa9", b"\xa0"}
+
+
+def test_masked_mass_of_nll_is_what_the_sampler_removes(untrained):
+    """nll_test_masked_mass (METRICS.md): at each test position, the T = 1 probability on the
+    special tokens sample() bans and on the tokens the UTF-8 guard forbids after the prefix.
+    The reference walks each sentence token by token with the scalar UTF-8 rule
+    (next_token_state) over a full forward's softmax; a sentence with a 2-byte character
+    (é) puts the guard in a mid-character state at one position."""
+    from baselines.primitives.utf8_guard import MAX_PENDING, STATES, UNREACHABLE
+
+    sentences = [["a", "dog", "on", "a", "beach"], ["café", "au", "lait", "."], ["x"]]
+    result = untrained.token_nll(sentences)
+    tokenizer, model = untrained.tokenizer, untrained.generator.eval()
+    alphabet = byte_level_alphabet()
+    special = set(tokenizer.all_special_tokens)
+    token_bytes = [None if t in special else bytes(alphabet[ch] for ch in t)
+                   for t in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))]
+    banned = set(untrained.banned_ids)
+    total, positions, saw_mid_character = 0.0, 0, False
+    with torch.no_grad():
+        for sentence in sentences:
+            ids = tokenizer(" ".join(sentence))["input_ids"]
+            inputs = [untrained.bos_id, *ids]
+            targets = [*ids, untrained.eos_id]
+            probabilities = torch.softmax(model(torch.tensor([inputs])).logits[0].double(), -1)
+            state = BOUNDARY
+            for position, target in enumerate(targets):
+                saw_mid_character |= state != BOUNDARY
+                for v in range(len(tokenizer)):
+                    after = next_token_state(state, token_bytes[v])
+                    pending = UNREACHABLE if after == INVALID else STATES[after][0]
+                    if v in banned or pending > MAX_PENDING:
+                        total += float(probabilities[position, v])
+                positions += 1
+                state = next_token_state(state, token_bytes[target])
+    assert saw_mid_character
+    assert result.num_tokens == positions
+    assert result.masked_mass / result.num_tokens == pytest.approx(total / positions, rel=1e-4)

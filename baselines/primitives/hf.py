@@ -43,9 +43,11 @@ from transformers import (
 )
 from transformers.pytorch_utils import Conv1D
 
+from baselines.primitives.engine import bucket_width
 from baselines.primitives.hf_policy import masked_token_log_probs
 from baselines.primitives.kv_decoding import next_token_stepper
 from baselines.primitives.lm_head import Head, aligned_head
+from baselines.primitives.sampler_mask import SamplerMask
 from baselines.primitives.sampling import draw_categorical
 from baselines.primitives.utf8_guard import Utf8Guard
 from bench.errors import GanbenchError
@@ -289,8 +291,10 @@ class TokenBatch:
         return TokenBatch(self.inputs[index], self.targets[index], self.mask[index]).trimmed()
 
     def trimmed(self) -> TokenBatch:
-        """Cut the columns that are padding in every row (a batch is as wide as its longest)."""
+        """Cut the columns that are padding in every row (a batch is as wide as its longest;
+        on CUDA rounded up to a few shapes, engine.bucket_width)."""
         width = max(int(self.mask.sum(dim=1).max()), 1) if len(self) else 1
+        width = bucket_width(width, self.inputs.device, self.inputs.shape[1])
         return TokenBatch(self.inputs[:, :width], self.targets[:, :width], self.mask[:, :width])
 
     def num_tokens(self) -> int:
@@ -394,16 +398,19 @@ def windowed_token_log_probs(model: PreTrainedModel, batch: TokenBatch, window: 
 
 @torch.no_grad()
 def nll_sums(model: PreTrainedModel, batch: TokenBatch, window: int,
-             temperatures: Sequence[float], head: Head | None = None) -> list[float]:
+             temperatures: Sequence[float], head: Head | None = None,
+             sampler_mask: SamplerMask | None = None) -> list[float]:
     """Sum over the counted targets of -log p(target | prefix) with the logits divided by each
     temperature: one pass of the transformer for all of them (windows as in
     windowed_token_log_probs), the head in NLL_HEAD_CHUNK_ROWS chunks. ``head``: the model's
-    aligned_head, built once by a caller that scores many batches."""
+    aligned_head, built once by a caller that scores many batches. ``sampler_mask``: also adds
+    the T = 1 mass on the tokens the sampler masks to its total (GPT-2 models only)."""
     if not isinstance(model, GPT2LMHeadModel):
         return [-float(windowed_token_log_probs(model, batch, window, temperature).sum())
                 for temperature in temperatures]
     head = head if head is not None else aligned_head(model.lm_head)
     totals = [0.0] * len(temperatures)
+    states = sampler_mask.states(batch.targets) if sampler_mask is not None else None
     width, scored_until = batch.inputs.shape[1], 0
     for begin in range(0, width, max(window // 2, 1)):
         end = min(begin + window, width)
@@ -412,11 +419,15 @@ def nll_sums(model: PreTrainedModel, batch: TokenBatch, window: int,
         counted = batch.mask[:, scored_until:end]
         hidden = hidden[:, scored_until - begin :][counted]
         targets = batch.targets[:, scored_until:end][counted]
+        counted_states = states[:, scored_until:end][counted] if states is not None else None
         for first in range(0, len(targets), NLL_HEAD_CHUNK_ROWS):
             rows = slice(first, first + NLL_HEAD_CHUNK_ROWS)
             with autocast(hidden.device):
                 logits = head(hidden[rows])
             logits = logits.float()
+            if sampler_mask is not None:
+                sampler_mask.add(logits, None if counted_states is None
+                                 else counted_states[rows])
             for k, temperature in enumerate(temperatures):
                 scaled = logits if temperature == 1.0 else logits / temperature
                 totals[k] += float(F.cross_entropy(
@@ -543,6 +554,7 @@ class ClassifierBatch:
 
     def trimmed(self) -> ClassifierBatch:
         width = max(int(self.attention_mask.sum(dim=1).max()), 1) if len(self) else 1
+        width = bucket_width(width, self.input_ids.device, self.input_ids.shape[1])
         return ClassifierBatch(self.input_ids[:, :width], self.attention_mask[:, :width])
 
 

@@ -76,6 +76,31 @@ def next_token_state(state: int, token_bytes: bytes | None) -> int:
     return state
 
 
+def _names_byte_level(component) -> bool:
+    """Whether a tokenizer.json pipeline component (maybe a Sequence of them) is ByteLevel."""
+    if not isinstance(component, dict):
+        return False
+    if component.get("type") == "ByteLevel":
+        return True
+    parts = component.get("pretokenizers") or component.get("decoders") or []
+    return any(_names_byte_level(part) for part in parts)
+
+
+def is_byte_level(tokenizer) -> bool:
+    """A fast tokenizer whose pre-tokenizer or decoder is ByteLevel, or a slow GPT-2-style
+    tokenizer (it carries a byte_encoder table)."""
+    import json
+
+    if hasattr(tokenizer, "byte_encoder"):
+        return True
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return False
+    pipeline = json.loads(backend.to_str())
+    return (_names_byte_level(pipeline.get("pre_tokenizer"))
+            or _names_byte_level(pipeline.get("decoder")))
+
+
 class Utf8Guard:
     """Transition tables of a byte-level vocabulary: next state [S, V] and, per number of
     tokens left, the tokens that cannot follow [MAX_PENDING + 1, S, V]."""
@@ -94,7 +119,14 @@ class Utf8Guard:
     @classmethod
     def for_tokenizer(cls, tokenizer, device: torch.device) -> Utf8Guard | None:
         """The guard of a byte-level BPE tokenizer; None for any other, and for a vocabulary
-        whose every token is whole characters (nothing to guard)."""
+        whose every token is whole characters (nothing to guard).
+
+        Byte-level is read from the tokenizer's pipeline (a ByteLevel pre-tokenizer or
+        decoder), never from its alphabet: a word-level vocabulary of Latin-1 words (läuft,
+        straße) lies inside GPT-2's 256-character byte alphabet too, and read as bytes its
+        words would be forbidden."""
+        if not is_byte_level(tokenizer):
+            return None
         alphabet = byte_level_alphabet()
         tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
         special = set(tokenizer.all_special_tokens)
