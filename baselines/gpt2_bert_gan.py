@@ -373,11 +373,14 @@ class GPT2BertGAN(GPT2MLE):
             flops += int(rollout.fakes.attention_mask.sum()) * d_flops
         d_updates = 0
         for d_step in range(self.config.d_steps):
+            # The generator is updated; once the budget is spent the discriminator's updates
+            # are cut (the run ends here, and they could only ever train the next step's
+            # reward), so the step overruns the budget by at most the generator update.
+            if self.budget_spent():
+                break
             if d_step == 0 and fresh:
                 fakes = rollout.fakes
             else:
-                if self.budget_spent():  # the rest of the step is cut, not dropped
-                    break
                 samples, fakes = self._sample_fakes()
                 flops += self.sample_flops(samples)
             d_logs, d_tokens = self.discriminator_step(fakes)

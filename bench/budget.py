@@ -15,9 +15,10 @@ _UNITS = {
     "h": ("seconds", 3600.0), "steps": ("steps", 1.0), "step": ("steps", 1.0),
     "flops": ("flops", 1.0),
 }
-# Beyond these a run would never end (or a count would overflow): 30 days, 10^12 steps, 10^30
-# FLOPs (far above any budget a benchmark run is given).
-MAX_AMOUNT = {"seconds": 30 * 86400.0, "steps": 1e12, "flops": 1e30}
+# Beyond these a run would never end (or a count would overflow): 30 days, 10^12 steps, 10^21
+# FLOPs (11.7 days at an H100/H200's whole dense bf16 peak of 989 TFLOP/s, so inside the
+# seconds cap on the fastest single device; a CPU reaches far less).
+MAX_AMOUNT = {"seconds": 30 * 86400.0, "steps": 1e12, "flops": 1e21}
 _BUDGET = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]+)\s*$")
 
 

@@ -112,7 +112,11 @@ def _build_parser(catalogues: bool = False) -> argparse.ArgumentParser:
     run.add_argument("--train-subsample", type=int, default=0,
                      help="low-resource run: use K training sentences (0 = all)")
     run.add_argument("--no-resume", action="store_true",
-                     help="ignore a checkpoint left by an interrupted run of the same spec")
+                     help="ignore a checkpoint left by an interrupted run of the same spec, and "
+                          "train again over a finished one")
+    run.add_argument("--force", action="store_true",
+                     help="train again even if this spec's run is already complete (by "
+                          "default a complete run is kept and its record shown)")
     run.add_argument("--checkpoint-every", type=float, default=60.0,
                      help="seconds between resumable checkpoints (default 60)")
     run.add_argument("--label", default="",
@@ -187,8 +191,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                          resume=not args.no_resume, checkpoint_every_s=args.checkpoint_every,
                          quiet=args.quiet)
     run = prepare(spec, options)
-    record = execute_locked(run, options)
     path = run.run_dir / "record.json"
+    from bench.records import load_record, record_complete
+
+    if options.resume and not args.force and record_complete(run.run_dir):
+        # Like suite: a finished run is kept, never silently trained and overwritten.
+        print(f"ganbench: {path} is complete; kept (--force trains it again)",
+              file=sys.stderr)
+        record = load_record(path)
+    else:
+        record = execute_locked(run, options)
     if record["status"] != "ok":
         print(f"ganbench: run {record['status']} at step {record['failed_at_step']}: "
               f"{record['reason']} (record: {path})", file=sys.stderr)
@@ -235,11 +247,33 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+VALUE_OPTIONS = ("--budget", "--seed", "--num-samples", "--train-subsample", "--threads",
+                 "--checkpoint-every")
+
+
+def _join_negative_values(arguments: list[str]) -> list[str]:
+    """``--budget -5s`` as ``--budget=-5s``: argparse takes any '-' word but a plain negative
+    number for an option and says only "expected one argument"; joined, the value reaches
+    its own check and gets its own error."""
+    joined, index = [], 0
+    while index < len(arguments):
+        word = arguments[index]
+        following = arguments[index + 1] if index + 1 < len(arguments) else None
+        if word in VALUE_OPTIONS and following is not None and following.startswith("-") \
+                and following[1:2].isdigit():
+            joined.append(f"{word}={following}")
+            index += 2
+            continue
+        joined.append(word)
+        index += 1
+    return joined
+
+
 def main(argv: list[str] | None = None) -> int:
     # Hub look-ups hang for 46 s before failing offline; nothing here needs the hub unless a
     # user names a hub model, and then they set HF_HUB_OFFLINE=0 themselves.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    arguments = sys.argv[1:] if argv is None else argv
+    arguments = _join_negative_values(sys.argv[1:] if argv is None else argv)
     parser = _build_parser(catalogues=bool({"-h", "--help"} & set(arguments)))
     args = parser.parse_args(arguments)
     handlers = {"list": lambda: cmd_list(), "run": lambda: cmd_run(args),

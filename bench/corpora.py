@@ -438,5 +438,5 @@ def load_corpus(dataset: str, data_dir: Path | None = None, download: bool = Tru
     if path.exists():
         return load_user_path(path, per_character=per_character)
     raise GanbenchError(
-        f"unknown corpus {dataset!r}: use one of {', '.join(corpus_names())} or a path to a file"
-    )
+        f"unknown corpus {dataset!r}: no file or folder of that name exists here "
+        f"({Path.cwd()}); use one of {', '.join(corpus_names())} or a path to a file")

@@ -206,3 +206,12 @@ def check_output_folder(directory: Path, what: str = "output folder") -> None:
         raise GanbenchError(f"{what} {directory}: {probe} is a file, not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise GanbenchError(f"{what} {directory}: {probe} is not writable")
+    # os.access says yes to root on folders no one can make anything in (/proc): try to make
+    # a folder there and remove it at once, so that the refusal comes before anything else.
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".ganbench-probe-", dir=probe))
+    except OSError as err:
+        raise GanbenchError(f"{what} {directory}: nothing can be created in {probe} "
+                            f"({err.strerror})") from None

@@ -154,7 +154,7 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
         ok = group[group["status"] == "ok"]
         row["seeds"] = int(ok["seed"].nunique())
         row["runs_ok"] = f"{len(ok)}/{len(group)}"
-        row["selection"] = selection_note(ok)
+        row["notes"] = row_notes(ok)
         for metric in metrics:
             values = ok[metric].dropna() if metric in ok else pd.Series(dtype=float)
             mean = float(values.mean()) if len(values) else math.nan
@@ -166,15 +166,27 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def selection_note(ok: pd.DataFrame) -> str:
+# Seeds of one row whose steps differ by more than this share of the fewest: under a seconds
+# budget the machine's load, not the method, changed the work done.
+STEPS_SPREAD = 0.2
+
+
+def row_notes(ok: pd.DataFrame) -> str:
     """The row's selection rule, how many seeds were evaluated at their best validation point
     rather than their last, and flags: validation NLL rose past the margin from its best
-    (over-fit), and the best validation point lay before the final phase (a GAN's best
-    generator by validation NLL is its pre-adversarial one)."""
-    if "select" not in ok or ok.empty:
+    (over-fit), the best validation point lay before the final phase (a GAN's best generator
+    by validation NLL is its pre-adversarial one), and seeds that took different work."""
+    if ok.empty:
         return ""
-    n, rules = len(ok), sorted(set(ok["select"].dropna()) - {""})
-    parts = [f"{'/'.join(rules)}: best {int(ok['evaluated_best'].sum())}/{n}"] if rules else []
+    n, parts = len(ok), []
+    steps = ok["steps"].dropna() if "steps" in ok else pd.Series(dtype=float)
+    if len(steps) > 1 and steps.min() > 0 and steps.max() > (1 + STEPS_SPREAD) * steps.min():
+        parts.append(f"⚠ steps {int(steps.min())}-{int(steps.max())}: the load changed the work")
+    if "select" not in ok:
+        return "; ".join(parts)
+    rules = sorted(set(ok["select"].dropna()) - {""})
+    if rules:
+        parts.insert(0, f"{'/'.join(rules)}: best {int(ok['evaluated_best'].sum())}/{n}")
     if ok["overfit"].any():
         parts.append(f"⚠ over-fit {int(ok['overfit'].sum())}/{n}")
     if ok["best_before_final_phase"].any():
@@ -262,7 +274,7 @@ def display_table(table: pd.DataFrame, short: dict[str, str] | None = None) -> p
     marks = best_marks(table)
     metrics = [c for c in METRIC_COLUMNS if c in table.columns]
     shown = table[GROUP_KEYS + ["seeds", "runs_ok"]
-                  + (["selection"] if "selection" in table else [])].copy()
+                  + (["notes"] if "notes" in table else [])].copy()
     if short:
         shown["variant"] = [short.get(v, v) for v in shown["variant"]]
     for metric in metrics:
@@ -335,12 +347,14 @@ def _render_report(records: list[dict[str, Any]], out: Path, plots: bool,
     captions = label_captions(short)
     markdown = ("Mean ± 95% t-interval half-width over seeds; **bold** marks a best value "
                 "whose interval separates it from every other row of its dataset. ↑ higher "
-                "is better, ↓ lower is better, →0.5 closer to 0.5 is better. *selection*: the "
+                "is better, ↓ lower is better, →0.5 closer to 0.5 is better. *notes*: the "
                 "rule that chose the evaluated generator and how many seeds it took at their "
                 "best validation point instead of their last; ⚠ over-fit: validation NLL "
                 "ended more than 2% above its best (valid_rise is that rise); *best valid "
                 "before final phase*: the lowest validation NLL came before the variant's "
-                "last phase (for a GAN: its MLE warm-up), see docs/METRICS.md.\n\n"
+                "last phase (for a GAN: its MLE warm-up), see docs/METRICS.md; ⚠ steps: the "
+                "seeds' steps differ by more than 20% (a seconds budget on a loaded machine; "
+                "prefer a steps or FLOPs budget there).\n\n"
                 + shown.to_markdown(index=False) + "\n")
     if captions:
         markdown += ("\nFull labels (every override of the row):\n\n"

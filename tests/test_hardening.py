@@ -309,6 +309,18 @@ CASES = [
     ("argparse_seed_text", 8, lambda t, c, o, h: run_args(c, o, "--seed", "abc"), "int"),
     ("argparse_unknown_option", 8, lambda t, c, o, h: run_args(c, o, "--colour", "red"),
      "unrecognized"),
+    # Issue 23's cases: a traceback, a run that never ends, argparse's riddle, a vague name.
+    ("run_out_in_proc", 6, lambda t, c, o, h: run_args(c, Path("/proc/nope")),
+     "nothing can be created in /proc"),
+    ("report_out_in_proc", 6, lambda t, c, o, h: _report(t, Path("/proc/nope")),
+     "nothing can be created in /proc"),
+    ("suite_out_in_proc", 6, lambda t, c, o, h: [
+        "suite", str(_suite(t, c)), "--out", "/proc/nope"], "nothing can be created in /proc"),
+    ("budget_flops_unreachable", 2, lambda t, c, o, h: run_args(c, o, budget="1e30flops"),
+     "at most 1e+21 flops"),
+    ("budget_negative", 2, lambda t, c, o, h: run_args(c, o, budget="-5s"), "bad budget '-5s'"),
+    ("dataset_no_such_file", 1, lambda t, c, o, h: run_args("nosuchfile.txt", o),
+     "no file or folder of that name exists"),
 ]
 
 
@@ -569,3 +581,24 @@ def test_plot_names_are_data(tmp_path, capsys):
     plots = list((folder / "plots").iterdir())
     assert plots and all(p.is_file() and p.suffix == ".png" for p in plots)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["records"]
+
+
+def test_a_finished_run_is_kept_not_trained_again(tmp_path, tiny_text_dir, capsys):
+    """Issue 23: `ganbench run` over a complete record of the same spec showed it retrained
+    (225-245 s each time). Now it returns the record untouched; --force trains again."""
+    import time
+
+    out = tmp_path / "out"
+    argv = run_args(tiny_text_dir, out, *TINY_LSTM, "--num-samples", "20", "--eval",
+                    "temperatures=", "--eval", "disc_acc=false")
+    code, err = call_cli(argv, capsys)
+    assert code == 0, err
+    record_path = next(out.glob("*/record.json"))
+    written, stamp = record_path.read_bytes(), record_path.stat().st_mtime_ns
+    started = time.perf_counter()
+    code, err = call_cli(argv, capsys)
+    assert code == 0 and "is complete; kept" in err
+    assert time.perf_counter() - started < 5
+    assert record_path.read_bytes() == written and record_path.stat().st_mtime_ns == stamp
+    code, err = call_cli([*argv, "--force"], capsys)
+    assert code == 0 and record_path.stat().st_mtime_ns != stamp
