@@ -108,7 +108,8 @@ def _build_parser(catalogues: bool = False) -> argparse.ArgumentParser:
                      help="override an evaluation setting "
                           f"({', '.join(EvalConfig.__annotations__)})")
     run.add_argument("--num-samples", type=int, default=None,
-                     help="sentences sampled for the metrics (default 5000, capped at test size)")
+                     help="sentences sampled for the metrics (default 1000, capped at the test "
+                          "size; 5000 for the papers' tables)")
     run.add_argument("--train-subsample", type=int, default=0,
                      help="low-resource run: use K training sentences (0 = all)")
     run.add_argument("--no-resume", action="store_true",

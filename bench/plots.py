@@ -171,29 +171,49 @@ def _curve_figure(plt, series: list[Series], dataset: str, plot_dir: Path) -> Pa
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.8), squeeze=False)
     for ax, ((x, y), drawn) in zip(axes[0], panels):
+        # T written on one curve only, the most spread out one: every curve has the same grid,
+        # in the same order, and labels on several nearby curves overprint each other.
+        widest = max((c for c in drawn if c[1]), key=lambda c: _spread(c[1]), default=None)
         for s, points in drawn:
             if not points:
                 continue
             xs, ys = [p["x"] for p in points], [p["y"] for p in points]
             errors = s.seeds > 1
-            ax.errorbar(xs, ys, xerr=[p["x_half"] for p in points] if errors else None,
-                        yerr=[p["y_half"] for p in points] if errors else None,
+            ax.errorbar(xs, ys, xerr=_curve_bars(points, x, "x") if errors else None,
+                        yerr=_curve_bars(points, y, "y") if errors else None,
                         color=s.colour, marker=s.marker, markersize=4, linewidth=1.3,
                         elinewidth=0.7, capsize=2, alpha=0.9, label=s.name)
-            for p in points:
-                ax.annotate(f"T={p['temperature']:g}", (p["x"], p["y"]), fontsize=6.5,
-                            color=s.colour, xytext=(3, 3), textcoords="offset points")
+            if widest is not None and s is widest[0]:
+                for p in points:
+                    ax.annotate(f"T={p['temperature']:g}", (p["x"], p["y"]), fontsize=6.5,
+                                color="#333", xytext=(3, 3), textcoords="offset points")
         x_label = "NLL_test, diversity (↓ lower is better)" if x == "nll_test" else AXIS_LABELS[x]
         ax.set_xlabel(x_label)
         ax.set_ylabel(AXIS_LABELS[y])
         ax.grid(alpha=0.3)
     _legend_outside(fig, axes[0][0])
-    fig.suptitle(f"{dataset}: quality against diversity over sampling temperature T "
-                 "(mean over seeds, 95% interval bars)")
+    fig.suptitle(f"{dataset}: quality against diversity over sampling temperature T\n"
+                 "(mean over seeds, 95% interval bars; T marked on one curve, every curve has "
+                 "the same grid)", fontsize=10)
     fig.tight_layout()
     path = _save(fig, plot_dir / f"curve_{file_stem(dataset)}.png")
     plt.close(fig)
     return path
+
+
+def _spread(points: list[dict[str, float]]) -> float:
+    """How far a curve's points lie apart (the span of x plus the span of y)."""
+    xs, ys = [p["x"] for p in points], [p["y"] for p in points]
+    return (max(xs) - min(xs)) + (max(ys) - min(ys))
+
+
+def _curve_bars(points: list[dict[str, float]], metric: str, axis: str
+                ) -> list[list[float]] | None:
+    """The curve's error bars on one axis ("x" or "y"), cut at the metric's range."""
+    parts = [clipped_error(metric, p[axis], p[f"{axis}_half"]) for p in points]
+    if any(part is None for part in parts):
+        return None
+    return [[part[0][0] for part in parts], [part[1][0] for part in parts]]
 
 
 def _budget_figure(plt, series: list[Series], dataset: str, plot_dir: Path) -> Path | None:
@@ -239,6 +259,21 @@ def _budget_figure(plt, series: list[Series], dataset: str, plot_dir: Path) -> P
     return path
 
 
+# Where each plotted metric can lie: a t-interval from few seeds can reach past it (BLEU-5
+# below 0, disc_acc above 1), and a plot draws no value a metric cannot take.
+METRIC_RANGES = {"bleu_5": (0.0, 1.0), "self_bleu_5": (0.0, 1.0), "disc_acc": (0.0, 1.0),
+                 "nll_test": (0.0, float("inf")), "nll_oracle": (0.0, float("inf"))}
+
+
+def clipped_error(metric: str, mean: float, half: float) -> list[list[float]] | None:
+    """[[below], [above]] error lengths of mean ± half, cut at the metric's range; None for no
+    interval (one seed)."""
+    if half != half:  # NaN
+        return None
+    low, high = METRIC_RANGES.get(metric, (-float("inf"), float("inf")))
+    return [[mean - max(low, mean - half)], [min(high, mean + half) - mean]]
+
+
 def _metric_bars(plt, table: pd.DataFrame, dataset: str, plot_dir: Path, short: dict[str, str],
                  colours: dict[str, Any]) -> Path | None:
     """nll_oracle (on an oracle), nll_test, BLEU-5, Self-BLEU-5 and disc_acc per row: mean (dot)
@@ -261,15 +296,17 @@ def _metric_bars(plt, table: pd.DataFrame, dataset: str, plot_dir: Path, short: 
             if mean != mean:  # NaN: the metric does not apply to this row
                 continue
             half = (row[f"{metric}_high"] - row[f"{metric}_low"]) / 2
-            ax.errorbar([mean], [y], xerr=[half] if half == half else None, fmt="o",
+            ax.errorbar([mean], [y], xerr=clipped_error(metric, mean, half), fmt="o",
                         color=colours.get(row["variant"], "grey"), capsize=3, markersize=6)
-            if int(row["seeds"]) == 1:
-                ax.annotate("1 seed", (mean, y), xytext=(5, 4), textcoords="offset points",
+            if int(row["seeds"]) <= 2:
+                # A t-interval from 2 seeds has 1 degree of freedom (t = 12.7): say so.
+                note = "1 seed" if int(row["seeds"]) == 1 else "2 seeds: t = 12.7"
+                ax.annotate(note, (mean, y), xytext=(5, 4), textcoords="offset points",
                             fontsize=6.5, color="#444")
         if metric == "disc_acc":
             ax.axvline(0.5, color="black", linewidth=0.8, linestyle=":")
             low, high = ax.get_xlim()
-            ax.set_xlim(max(low, -0.02), min(high, 1.02))  # an accuracy; t-intervals overrun
+            ax.set_xlim(max(low, -0.02), min(high, 1.02))  # an accuracy
         ax.set_title(AXIS_LABELS[metric], fontsize=9)
         ax.grid(alpha=0.3)
     axes[0][0].set_yticks(positions)
@@ -350,11 +387,17 @@ def _training_figure(plt, series: list[Series], dataset: str, plot_dir: Path) ->
         return None
     fig, axes = plt.subplots(1, len(drawn), figsize=(5.4 * len(drawn), 4.3), squeeze=False)
     for ax, (title, lines) in zip(axes[0], drawn):
-        labelled = set()
+        labelled, seen = set(), {}
         for s, xs, ys in lines:
             name = s.row_name  # one seed is drawn: the legend gives no seed count
+            # Variants that share their MLE phase (same seed, same sizes) draw the same curve:
+            # the later one dashed over it, and said in the legend, not hidden.
+            same_as = seen.setdefault((tuple(xs), tuple(ys)), name)
+            dashed = same_as != name
+            label = None if name in labelled else (
+                f"{name} (same curve as {same_as})" if dashed else name)
             ax.plot(xs, ys, color=s.colour, linewidth=1.2, marker="." if len(xs) < 3 else None,
-                    label=None if name in labelled else name)
+                    linestyle=(0, (4, 3)) if dashed else "-", label=label)
             labelled.add(name)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel(x_label)

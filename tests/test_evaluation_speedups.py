@@ -62,13 +62,16 @@ def gpt2_sample_reference(model, prompts, max_new_tokens, eos_id, temperature, g
     tokens = torch.full((n, max_new_tokens + 1), eos_id, dtype=torch.long)
     finished = torch.zeros(n, dtype=torch.bool)
     lengths = torch.full((n,), max_new_tokens + 1, dtype=torch.long)
+    from baselines.primitives.kv_decoding import cache_argument
+
+    argument = cache_argument(model)  # transformers' own name for its cache, old or new
     step_input, cache = prompts, None
     for step in range(max_new_tokens + 1):
         if step == max_new_tokens:
             next_token = torch.full((n,), eos_id, dtype=torch.long)
         else:
-            output = model(input_ids=step_input, past_key_values=cache, use_cache=True)
-            cache = output.past_key_values
+            output = model(input_ids=step_input, use_cache=True, **{argument: cache})
+            cache = getattr(output, argument)
             probs = torch.softmax(output.logits[:, -1].float() / temperature, dim=-1)
             next_token = draw_categorical(probs, generator)
         next_token = next_token.masked_fill(finished, eos_id)

@@ -33,3 +33,17 @@ def test_the_cpu_torch_pin_adds_the_cpu_index_without_replacing_pypi():
     assert _constant("TORCH_CPU_INDEX") == "https://download.pytorch.org/whl/cpu"
     assert '"--extra-index-url", TORCH_CPU_INDEX' in source and "--index-url" not in source.replace(
         "--extra-index-url", "")
+
+
+def test_every_session_runs_in_the_one_shared_environment():
+    """Issue 23: `nox -s tests` built a second 2 GB environment and installed torch again.
+    Every session now has no venv of its own and calls shared_env (.nox/ganbench)."""
+    tree = ast.parse((ROOT / "noxfile.py").read_text())
+    sessions = [node for node in tree.body if isinstance(node, ast.FunctionDef)
+                and any("session" in ast.unparse(d) for d in node.decorator_list)]
+    assert {s.name for s in sessions} >= {"tests", "lint", "smoke", "regression"}
+    for session in sessions:
+        decorator = " ".join(ast.unparse(d) for d in session.decorator_list)
+        assert "venv_backend='none'" in decorator, session.name
+        assert "shared_env(session)" in ast.unparse(session), session.name
+    assert 'Path(".nox") / "ganbench"' in (ROOT / "noxfile.py").read_text()

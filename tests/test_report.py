@@ -236,3 +236,17 @@ def test_nll_is_never_marked_best_across_vocabularies():
     words = pd.DataFrame([row("mle_lstm", 4.5, 4.5, 4.0), row("seqgan", 4.8, 4.8, 4.2)])
     assert best_marks(words) == {(0, "nll_test"), (0, "nll_test_per_word"),
                                  (0, "nll_test_iv_per_word")}
+
+
+def test_plotted_intervals_stop_at_each_metrics_range():
+    """Issue 23: a 2-seed t-interval drew BLEU-5 below 0 and disc_acc beyond 1."""
+    from bench.plots import clipped_error
+
+    def flat(error):
+        return [error[0][0], error[1][0]]
+
+    # BLEU-5 0.02 +- 0.05: down to 0 (0.02 below), up to 0.07.
+    assert flat(clipped_error("bleu_5", 0.02, 0.05)) == pytest.approx([0.02, 0.05])
+    assert flat(clipped_error("disc_acc", 0.98, 0.05)) == pytest.approx([0.05, 0.02])
+    assert flat(clipped_error("nll_test", 4.0, 0.5)) == pytest.approx([0.5, 0.5])
+    assert clipped_error("bleu_5", 0.3, float("nan")) is None  # one seed: no interval

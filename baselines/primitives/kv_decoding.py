@@ -34,13 +34,23 @@ from baselines.primitives.lm_head import aligned_head
 Stepper = Callable[[torch.Tensor], torch.Tensor]  # input ids [N, S] -> last logits [N, V]
 
 
+def cache_argument(model: PreTrainedModel) -> str:
+    """The name of the forward's key/value cache argument and output: ``cache`` from
+    transformers 5.2x (which warns at ``past_key_values``), ``past_key_values`` before."""
+    import inspect
+
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
 class ModelCacheStepper:
     def __init__(self, model: PreTrainedModel):
         self.model, self.cache = model, None
+        self.argument = cache_argument(model)
 
     def __call__(self, input_ids: torch.Tensor) -> torch.Tensor:
-        output = self.model(input_ids=input_ids, past_key_values=self.cache, use_cache=True)
-        self.cache = output.past_key_values
+        output = self.model(input_ids=input_ids, use_cache=True, **{self.argument: self.cache})
+        self.cache = getattr(output, self.argument)
         return output.logits[:, -1]
 
     def keep_rows(self, keep: torch.Tensor) -> None:
