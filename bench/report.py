@@ -37,6 +37,7 @@ METRIC_COLUMNS: dict[str, int] = {
     "copy_rate": -1,
     "frechet_minilm": -1, "mauve": 1,
     "train_seconds": 0, "train_tokens_per_s": 0, "sample_tokens_per_s": 0, "steps": 0,
+    "generator_updates": 0, "discriminator_updates": 0,
     # Counted training FLOPs per device-second, and that over the device's bf16 peak (GPUs).
     "train_tflops_per_s": 0, "mfu": 0,
     # How far the last validation NLL rose above the run's best, as a share (bench/selection).
@@ -48,7 +49,7 @@ GROUP_KEYS = ["dataset", "variant", "budget"]
 # Speed columns: they differ between any two runs, even of one deterministic steps budget
 # (steps too, under a seconds budget).
 TIMING_METRICS = ("train_seconds", "train_tokens_per_s", "sample_tokens_per_s", "steps",
-                  "train_tflops_per_s", "mfu")
+                  "generator_updates", "discriminator_updates", "train_tflops_per_s", "mfu")
 
 
 def is_timing_column(column: str) -> bool:
@@ -135,6 +136,8 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
             # premise of every comparison, so an overrun must show in the table.
             row["train_seconds"] = r["budget"].get("seconds")
             row["steps"] = r["budget"].get("steps")
+            row["generator_updates"] = r["budget"].get("generator_updates")
+            row["discriminator_updates"] = r["budget"].get("discriminator_updates")
             selection = r.get("selection") or {}
             row["valid_rise"] = selection.get("valid_rise")
             row["overfit"] = bool(selection.get("overfit"))
