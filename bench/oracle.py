@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +86,26 @@ def weights_from_seqgan(params: dict[str, torch.Tensor]) -> OracleWeights:
         weight_out=as64["wo"].T.contiguous(),
         bias_out=as64["bo"],
     )
+
+
+def cached_tensors(cache_dir: Path | None, name: str,
+                   build: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """build()'s tensors, kept in cache_dir/name (safetensors, written atomically) and read
+    from there next time; a damaged file is rebuilt, never trusted. No cache_dir: built."""
+    if cache_dir is None:
+        return build()
+    cache_file = Path(cache_dir) / name
+    if cache_file.exists():
+        try:
+            return load_file(str(cache_file))
+        except Exception:  # a damaged cache is rebuilt, never trusted
+            pass
+    tensors = build()
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, cache_file)
+    return tensors
 
 
 class Oracle:
@@ -157,50 +177,27 @@ class Oracle:
         so they are cached under cache_dir, keyed by the weights' checksum and the split sizes
         and seed, and rebuilt when absent.
         """
-        cache_file = None
-        if cache_dir is not None:
-            key = f"{self.checksum()[:16]}"
-            if (self.num_train, self.num_test, self.split_seed) != (
-                    NUM_TRAIN, NUM_TEST, self.seed + 1):  # the seeded oracle keeps its old name
-                key += f"-{self.num_train}-{self.num_test}-{self.split_seed}"
-            cache_file = Path(cache_dir) / f"oracle-{key}.safetensors"
-            if cache_file.exists():
-                try:
-                    cached = load_file(str(cache_file))
-                    return cached["train"], cached["test"]
-                except Exception:  # a damaged cache is rebuilt, never trusted
-                    pass
-        both = self.sample(self.num_train + self.num_test, seed=self.split_seed)
-        train = both[: self.num_train].contiguous()
-        test = both[self.num_train :].contiguous()
-        if cache_file is not None:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-            save_file({"train": train, "test": test}, str(tmp))
-            os.replace(tmp, cache_file)
-        return train, test
+        key = f"{self.checksum()[:16]}"
+        if (self.num_train, self.num_test, self.split_seed) != (
+                NUM_TRAIN, NUM_TEST, self.seed + 1):  # the seeded oracle keeps its old name
+            key += f"-{self.num_train}-{self.num_test}-{self.split_seed}"
+
+        def build() -> dict[str, torch.Tensor]:
+            both = self.sample(self.num_train + self.num_test, seed=self.split_seed)
+            return {"train": both[: self.num_train].contiguous(),
+                    "test": both[self.num_train :].contiguous()}
+
+        cached = cached_tensors(cache_dir, f"oracle-{key}.safetensors", build)
+        return cached["train"], cached["test"]
 
     def validation_split(self, cache_dir: Path | None = None) -> torch.Tensor:
         """The oracle's own validation sequences (5% of the training count), sampled with
         another seed than the splits, so that training and test stay the published ones;
         cached like them."""
         num_valid, seed = max(1, self.num_train // 20), self.split_seed + VALID_SEED_OFFSET
-        cache_file = None
-        if cache_dir is not None:
-            name = f"oracle-{self.checksum()[:16]}-valid{num_valid}-{seed}.safetensors"
-            cache_file = Path(cache_dir) / name
-            if cache_file.exists():
-                try:
-                    return load_file(str(cache_file))["valid"]
-                except Exception:  # a damaged cache is rebuilt, never trusted
-                    pass
-        valid = self.sample(num_valid, seed=seed).contiguous()
-        if cache_file is not None:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-            save_file({"valid": valid}, str(tmp))
-            os.replace(tmp, cache_file)
-        return valid
+        name = f"oracle-{self.checksum()[:16]}-valid{num_valid}-{seed}.safetensors"
+        return cached_tensors(cache_dir, name, lambda: {
+            "valid": self.sample(num_valid, seed=seed).contiguous()})["valid"]
 
     def nll(self, sequences: Sequence[Sequence[int]]) -> float:
         """Mean NLL per token (nats) of the given sequences under the oracle (`nll_oracle`).

@@ -431,11 +431,12 @@ def _overfitting_figure(plt, series: list[Series], dataset: str, plot_dir: Path
         if not points:
             continue
         log = latest_attempt(load_train_log(run))
-        train = [(row["step"], row[key]) for row in log for key in TRAIN_LOSS_KEYS[:1]
-                 if key in row and row.get("train/phase", 0) == PHASE_MLE]
+        # The LSTMs log their MLE loss as train/g_loss in the MLE phase; GPT-2 as g_mle_loss.
+        lstm_key, gpt2_key = TRAIN_LOSS_KEYS
+        train = [(row["step"], row[lstm_key]) for row in log
+                 if lstm_key in row and row.get("train/phase", 0) == PHASE_MLE]
         if not train:
-            train = [(row["step"], row[TRAIN_LOSS_KEYS[1]]) for row in log
-                     if TRAIN_LOSS_KEYS[1] in row]
+            train = [(row["step"], row[gpt2_key]) for row in log if gpt2_key in row]
         panels.append((s, train, points, run.get("selection") or {}))
     if not panels:
         return None

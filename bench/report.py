@@ -381,7 +381,8 @@ def _render_report(records: list[dict[str, Any]], out: Path, plots: bool,
 METRICS_DOC = Path(__file__).resolve().parents[1] / "docs" / "METRICS.md"
 FIGURE_HEADINGS = {"curve": "Quality against diversity over temperature",
                    "budget": "BLEU-5 against budget", "metrics": "Main metrics per row",
-                   "training": "Training curves"}
+                   "training": "Training curves",
+                   "overfitting": "Training loss and validation NLL (over-fitting in view)"}
 ORACLE_SAMPLES_NOTE = (
     "Oracle samples are sequences of token ids of the synthetic oracle LSTM (vocabulary 5,000, "
     "length 20): the oracle has no words, so an id such as 4021 is the token itself. They are "

@@ -34,7 +34,7 @@ from bench.divergence import nll_divergence
 from bench.errors import Diverged, GanbenchError, StepAbandoned
 from bench.evaluation import EvalConfig, evaluate_variant, status_lines
 from bench.registry import get_variant
-from bench.selection import Selection
+from bench.selection import Selection, copy_weights
 from bench.variant import StepReport, Variant
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -338,6 +338,11 @@ def _count_step(run: PreparedRun, clock: BudgetClock, report: StepReport) -> Non
                        "data-parallel rank")
 
 
+def _log_step(log_handle, clock: BudgetClock, logs: dict[str, float]) -> None:
+    log_handle.write(json.dumps({"step": clock.steps, "seconds": clock.elapsed(),
+                                 "progress": clock.progress(), **logs}) + "\n")
+
+
 def _validate(run: PreparedRun, variant: Variant, clock: BudgetClock, selection: Selection,
               log_handle, progress: float) -> None:
     """A validation point off the budget's clock (METRICS.md), logged beside training."""
@@ -377,8 +382,7 @@ def _train_loop(run: PreparedRun, options: RunOptions, variant: Variant, clock: 
             outcome.last_logs = report.logs
             _count_step(run, clock, report)
             if main and (clock.steps % options.log_every == 0 or clock.steps == 1):
-                log_handle.write(json.dumps({"step": clock.steps, "seconds": clock.elapsed(),
-                                             "progress": clock.progress(), **report.logs}) + "\n")
+                _log_step(log_handle, clock, report.logs)
                 logged_step = clock.steps
             bar.n = round(100 * clock.progress())
             bar.set_postfix_str(f"step {clock.steps}", refresh=False)
@@ -396,9 +400,7 @@ def _train_loop(run: PreparedRun, options: RunOptions, variant: Variant, clock: 
         clock.pause()
         if main and clock.steps and logged_step != clock.steps:
             # The last step is always in the log, whatever the cadence.
-            log_handle.write(json.dumps({"step": clock.steps, "seconds": clock.elapsed(),
-                                         "progress": clock.progress(),
-                                         **outcome.last_logs}) + "\n")
+            _log_step(log_handle, clock, outcome.last_logs)
     finally:
         kernels.__exit__(None, None, None)
         bar.close()
@@ -457,18 +459,16 @@ def _select_generator(run: PreparedRun, variant: Variant, selection: Selection) 
     """Loads the generator the selection rule picks; both the best and the last generator are
     kept in artifacts/selection/ (safetensors) when they differ."""
     module = variant.generator_module()
-    last = {k: v.detach().to("cpu").contiguous().clone()
-            for k, v in module.state_dict().items()} if module is not None else None
+    last = copy_weights(module.state_dict(), "cpu") if module is not None else None
     if selection.apply(variant) is None or not selection.best:
         return
     from safetensors.torch import save_file
 
     folder = run.run_dir / "artifacts" / "selection"
     folder.mkdir(parents=True, exist_ok=True)
-    best = {k: v.detach().to("cpu").contiguous().clone()
-            for k, v in selection.best["weights"].items()}
     save_file(last, str(folder / "last_generator.safetensors"))
-    save_file(best, str(folder / "best_valid_generator.safetensors"))
+    save_file(copy_weights(selection.best["weights"], "cpu"),
+              str(folder / "best_valid_generator.safetensors"))
 
 
 def _evaluate(run: PreparedRun, variant: Variant, clock: BudgetClock, train_seconds: float,

@@ -16,6 +16,7 @@ pre-adversarial generator: every record says in which phase its best and its cho
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,9 +36,12 @@ class ValidationPoint:
     phase: str
 
 
-def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The module's weights, copied where they live (a GPU copy is faster than a host one)."""
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+def copy_weights(weights: dict[str, torch.Tensor], device: str | None = None
+                 ) -> dict[str, torch.Tensor]:
+    """A detached copy of a state dict, where it lives (a GPU copy is faster than a host one)
+    or on ``device`` (contiguous, as safetensors wants)."""
+    return {k: v.detach().to(device).contiguous().clone() if device else v.detach().clone()
+            for k, v in weights.items()}
 
 
 @dataclass
@@ -53,9 +57,6 @@ class Selection:
     next_point: int = 1
     seconds: float = 0.0
 
-    def enabled(self, variant, corpus) -> bool:
-        return self.points > 0 and bool(corpus.valid)
-
     def due(self, progress: float) -> bool:
         """Whether training has passed the next of the evenly spaced points."""
         return self.points > 0 and progress >= self.next_point / self.points
@@ -63,8 +64,6 @@ class Selection:
     def measure(self, variant, corpus, step: int, progress: float) -> ValidationPoint | None:
         """Validation NLL of the variant's generator now (None when it has no generator to
         validate yet, e.g. augmentation before its target exists); keeps the best weights."""
-        import time
-
         while self.points > 0 and progress >= self.next_point / self.points:
             self.next_point += 1
         module = variant.generator_module()
@@ -88,7 +87,7 @@ class Selection:
             if not best or point.valid_nll < best["valid_nll"]:
                 best.clear()
                 best.update(step=point.step, valid_nll=point.valid_nll, phase=point.phase,
-                            weights=_snapshot(module))
+                            weights=copy_weights(module.state_dict()))
         self.seconds += time.perf_counter() - started
         return point
 

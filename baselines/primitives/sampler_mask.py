@@ -55,7 +55,14 @@ class SamplerMask:
         return mask
 
     def add(self, logits: torch.Tensor, states: torch.Tensor | None = None) -> None:
-        """Adds the masked mass of these positions' logits [N, V] (float) to ``total``."""
+        """Adds the masked mass of these positions' logits [N, V] (float) to ``total``: the
+        masked logits' exp over the row's logsumexp, no softmax of the whole row kept."""
+        logits = logits.float()
+        log_total = torch.logsumexp(logits, dim=-1, keepdim=True)
+        if states is None:  # fixed columns alone (the LSTMs): gather just those
+            if self.banned_ids:
+                self.total += float((logits[:, self.banned_ids] - log_total).exp().sum())
+            return
         mask = self.masked(logits.shape[1], states, len(logits), logits.device)
-        probabilities = torch.softmax(logits.float(), dim=-1)
-        self.total += float((probabilities * mask).sum())
+        masked = logits.masked_fill(~mask, -float("inf"))
+        self.total += float((masked - log_total).exp().sum())

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -282,8 +283,7 @@ def replicate_interval(accuracies: Sequence[float], trials: int) -> tuple[float,
     mean = sum(accuracies) / k
     spread = 0.0
     if k > 1:
-        sd = math.sqrt(sum((a - mean) ** 2 for a in accuracies) / (k - 1))
-        spread = float(stats.t.ppf(0.975, k - 1)) * sd / math.sqrt(k)
+        spread = float(stats.t.ppf(0.975, k - 1)) * statistics.stdev(accuracies) / math.sqrt(k)
     low, high = wilson_interval(round(mean * trials), trials)
     binomial = (high - low) / 2
     half = math.sqrt(spread * spread + binomial * binomial)
@@ -335,9 +335,7 @@ def disc_acc(real: Sequence[Sequence[str]], generated: Sequence[Sequence[str]], 
         correct, trials = _one_classifier(real, generated, seed + 7919 * replicate, settings,
                                           device)
         accuracies.append(correct / trials)
-    mean = sum(accuracies) / len(accuracies)
     low, high = replicate_interval(accuracies, trials)
-    sd = (math.sqrt(sum((a - mean) ** 2 for a in accuracies) / (len(accuracies) - 1))
-          if len(accuracies) > 1 else 0.0)
-    return {"disc_acc": mean, "disc_acc_low": low, "disc_acc_high": high,
+    sd = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+    return {"disc_acc": statistics.fmean(accuracies), "disc_acc_low": low, "disc_acc_high": high,
             "disc_acc_n": trials, "disc_acc_sd": sd, "disc_acc_replicates": len(accuracies)}
