@@ -121,8 +121,9 @@ def report(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def regression(session: nox.Session) -> None:
-    """CI regression checks: smoke metrics vs results/regression/metrics_baseline.json, and
-    speed ratios vs results/regression/speed_baseline.json. `-- --update` rewrites them."""
+    """CI regression checks (bench/regression.py): golden metrics from committed fixtures, the
+    smoke suite in bands (and exactly under a stored numerics fingerprint), speed ratios.
+    `-- --update` re-measures and rewrites everything under results/regression/."""
     env = shared_env(session)
     session.run(tool("python"), "-m", "bench.regression", *session.posargs,
                 env={**env, "OMP_NUM_THREADS": "1"}, external=True)
