@@ -38,10 +38,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 
 from baselines.gpt2_mle import GPT2MLE, GPT2MLEConfig
-from baselines.primitives import estimators
+from baselines.primitives import estimators, objectives
 from baselines.primitives import hf_policy as policy
 from baselines.primitives.engine import adam
 from bench import distributed
@@ -73,6 +72,10 @@ class GPT2BertGANConfig(GPT2MLEConfig):
                                  "[SEP] included; 0 = its position embeddings")
     d_learning_rate: float = field(2e-4, "discriminator AdamW learning rate")
     d_steps: int = field(1, "discriminator updates per generator update")
+    d_loss: Literal["bce", "bradley_terry"] = field(
+        "bce", "discriminator loss: bce (real against generated labels) or bradley_terry (pairs "
+               "real > generated, a real sentence and a sample; with prompt_tokens > 0 the "
+               "prompt's real sentence and its sampled continuation); primitives.objectives")
     g_learning_rate: float = field(5e-5, "generator AdamW learning rate in the adversarial phase")
     num_groups: int = field(8, "prompt groups per rollout")
     group_size: int = field(8, "samples per group (the rollout has num_groups x group_size)")
@@ -159,6 +162,7 @@ class GPT2BertGAN(GPT2MLE):
         self.phase = PHASE_MLE
         self.moving_baseline: torch.Tensor | None = None  # a 0-d tensor once set
         self.rollout: Rollout | None = None
+        self.prompted_rows: torch.Tensor | None = None  # set by _prompts (prompt_tokens > 0)
         # Training sentences long enough to lend a prompt (BOS + prompt_tokens, then more).
         lengths = self.train_data.mask.sum(dim=1)
         self.prompt_rows = torch.nonzero(lengths > config.prompt_tokens + 1).flatten()
@@ -191,8 +195,11 @@ class GPT2BertGAN(GPT2MLE):
                 config.d_intermediate, positions, config.d_dropout,
                 self.d_tokenizer.pad_token_id)
         self.d_max_length = min(config.d_max_length or positions, positions)
-        self.real_for_d = hf.encode_for_classifier(self.d_tokenizer, train_text,
-                                                   self.d_max_length).to(self.device)
+        self.real_for_d = self.encode_for_discriminator(train_text).to(self.device)
+
+    def encode_for_discriminator(self, texts: list[str]):
+        """Texts -> the discriminator's input batch (its own word pieces)."""
+        return self.hf.encode_for_classifier(self.d_tokenizer, texts, self.d_max_length)
 
     # -- training -------------------------------------------------------------------------
 
@@ -226,9 +233,10 @@ class GPT2BertGAN(GPT2MLE):
             return self.bos_prompts(self.rollout_size)
         pick = torch.randint(len(self.prompt_rows), (config.num_groups,),
                              generator=self.train_rng, device=self.device)
-        rows = self.prompt_rows.to(self.device)[pick]
-        prompts = self.train_data.inputs[rows, : 1 + config.prompt_tokens]
-        return prompts.repeat_interleave(config.group_size, dim=0)
+        rows = self.prompt_rows.to(self.device)[pick].repeat_interleave(config.group_size)
+        # The sentences the prompts come from: the real side of Bradley-Terry pairs.
+        self.prompted_rows = rows
+        return self.train_data.inputs[rows, : 1 + config.prompt_tokens]
 
     def _max_new(self) -> int:
         """Sampled tokens after the prompt before sample_tokens forces EOS."""
@@ -242,8 +250,7 @@ class GPT2BertGAN(GPT2MLE):
                                    1.0,
                                    self.train_rng, self.banned_ids)
         texts = hf.decode_samples(self.tokenizer, samples)
-        fakes = hf.encode_for_classifier(self.d_tokenizer, texts, self.d_max_length)
-        return samples, fakes.to(self.device)
+        return samples, self.encode_for_discriminator(texts).to(self.device)
 
     def _new_rollout(self) -> Rollout:
         hf, config = self.hf, self.config
@@ -304,14 +311,13 @@ class GPT2BertGAN(GPT2MLE):
         self.discriminator.eval()
         scores: list[float] = []
         for start in range(0, len(texts), self.config.sample_batch_size):
-            batch = hf.encode_for_classifier(
-                self.d_tokenizer, texts[start : start + self.config.sample_batch_size],
-                self.d_max_length).to(self.device)
+            batch = self.encode_for_discriminator(
+                texts[start : start + self.config.sample_batch_size]).to(self.device)
             scores += hf.realness(hf.classifier_logits(self.discriminator, batch)).tolist()
         return scores
 
     def scoring_flops(self, texts: list[str]) -> float:
-        pieces = self.hf.encode_for_classifier(self.d_tokenizer, texts, self.d_max_length)
+        pieces = self.encode_for_discriminator(texts)
         return int(pieces.attention_mask.sum()) * self.discriminator_flops_per_token()
 
     def discriminator_step(self, fakes) -> tuple[dict[str, float], int]:
@@ -319,15 +325,15 @@ class GPT2BertGAN(GPT2MLE):
         returns its logs and the word pieces it processed."""
         hf = self.hf
         indices = distributed.shard(self.d_batches.next_indices())
+        if self.config.d_loss == "bradley_terry" and self.config.prompt_tokens > 0:
+            indices = self.prompted_rows  # each sample's pair: the sentence of its prompt
         reals = self.real_for_d.select(indices.to(self.device))
-        labels = torch.cat([torch.full((len(reals),), hf.REAL, device=self.device),
-                            torch.full((len(fakes),), hf.FAKE, device=self.device)])
         self.discriminator.train()
         # Two forwards, each as wide as its own longest sentence: real sentences run longer
         # than samples, and one joint batch would be mostly padding on the generated side.
-        logits = torch.cat([hf.classifier_logits(self.discriminator, reals),
-                            hf.classifier_logits(self.discriminator, fakes)])
-        loss = F.cross_entropy(logits, labels)
+        loss, accuracy = objectives.discriminator_loss(
+            hf.classifier_logits(self.discriminator, reals),
+            hf.classifier_logits(self.discriminator, fakes), self.config.d_loss)
         self.d_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         distributed.average_gradients(self.discriminator.parameters())
@@ -335,7 +341,6 @@ class GPT2BertGAN(GPT2MLE):
             torch.nn.utils.clip_grad_norm_(self.discriminator.parameters(),
                                            self.config.grad_clip)
         self.d_optimizer.step()
-        accuracy = (logits.argmax(dim=1) == labels).float().mean()
         logs = {"train/d_loss": loss.item(), "train/d_acc": accuracy.item()}
         return logs, int(reals.attention_mask.sum() + fakes.attention_mask.sum())
 
@@ -435,8 +440,8 @@ class GPT2BertGAN(GPT2MLE):
             if len(tokenizer) != len(self.d_tokenizer):
                 raise ValueError("checkpoint discriminator tokenizer has another vocabulary size")
             self.d_tokenizer = tokenizer
-            self.real_for_d = hf.encode_for_classifier(
-                tokenizer, self.corpus.train_text(), self.d_max_length).to(self.device)
+            self.real_for_d = self.encode_for_discriminator(
+                self.corpus.train_text()).to(self.device)
         self.discriminator.load_state_dict(state["discriminator"])
         self.d_optimizer.load_state_dict(state["d_optimizer"])
         self.g_optimizer.load_state_dict(state["g_optimizer"])

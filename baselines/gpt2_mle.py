@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import torch
 
+from baselines.primitives import objectives
 from bench import distributed
 from bench.config import field
 from bench.corpora import Corpus
@@ -161,7 +162,7 @@ class GPT2MLE(Variant):
         self.generator.train()
         log_probs = self.hf.token_log_probs(self.generator, batch)
         num_tokens = batch.num_tokens()
-        loss = -log_probs.sum() / num_tokens
+        loss, nll = self.training_loss(log_probs, num_tokens)
         self._set_learning_rate(self.optimizer, self.config.learning_rate, self.mle_steps,
                                 self.config.warmup_steps)
         self.optimizer.zero_grad(set_to_none=True)
@@ -172,8 +173,15 @@ class GPT2MLE(Variant):
         self.optimizer.step()
         self.mle_steps += 1
         flops = 3 * num_tokens * self.generator_flops_per_token()
-        return StepReport(tokens=num_tokens, flops=flops, logs={"train/g_mle_loss": loss.item()},
-                          nll=loss.item(), nll_vocab_size=len(self.tokenizer))
+        nll = nll.item()
+        return StepReport(tokens=num_tokens, flops=flops, logs={"train/g_mle_loss": nll},
+                          nll=nll, nll_vocab_size=len(self.tokenizer))
+
+    def training_loss(self, token_log_probs: torch.Tensor, num_tokens: int
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the loss to minimise, the batch's NLL per token): both the NLL here."""
+        loss = objectives.mle_loss(token_log_probs, num_tokens)
+        return loss, loss
 
     def _fit_positions(self, batch):
         """Training sentences longer than the model's positions (a pretrained model with a

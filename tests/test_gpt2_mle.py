@@ -39,7 +39,8 @@ def trained(corpus):
 
 def test_importing_the_variants_does_not_import_transformers():
     # `ganbench list` imports every variant module: transformers must wait until one is built.
-    code = ("import sys, baselines.gpt2_mle, baselines.gpt2_bert_gan; "
+    code = ("import sys, baselines.gpt2_mle, baselines.gpt2_bert_gan, baselines.gpt2_gad, "
+            "baselines.gpt2_mixce; "
             "assert 'transformers' not in sys.modules, 'transformers imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
