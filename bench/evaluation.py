@@ -40,9 +40,11 @@ class EvalConfig:
                                         "disc_acc is their mean, its interval holds their "
                                         "spread (METRICS.md)")
     reference_metrics: bool = field(True, "also sacrebleu and ROUGE-L against the test split")
-    embedding_metrics: bool = field(False, "also Frechet distance (and MAUVE when mauve-text "
-                                           "is installed) on MiniLM embeddings; needs the "
-                                           "minilm extra")
+    embedding_metrics: bool = field(False, "also the distribution metrics on MiniLM "
+                                           "embeddings: Frechet distance, k-NN precision, "
+                                           "recall, density, coverage (and MAUVE over 5 seeds "
+                                           "when mauve-text is installed); needs the minilm "
+                                           "extra")
     select: Literal["best_valid_final_phase", "best_valid", "last"] = field(
         "best_valid_final_phase",
         "which generator is evaluated: the best validation NLL within the variant's final "

@@ -36,6 +36,9 @@ METRIC_COLUMNS: dict[str, int] = {
     **{f"distinct_{n}": 1 for n in range(1, 5)},
     "copy_rate": -1,
     "frechet_minilm": -1, "mauve": 1,
+    # k-NN measures of the generated distribution (bench/metrics/knn_manifold.py); density is 1
+    # when the two distributions match, so it has no better direction.
+    "knn_precision": 1, "knn_recall": 1, "knn_coverage": 1, "knn_density": 0,
     "train_seconds": 0, "train_tokens_per_s": 0, "sample_tokens_per_s": 0, "steps": 0,
     "generator_updates": 0, "discriminator_updates": 0,
     # Counted training FLOPs per device-second, and that over the device's bf16 peak (GPUs).

@@ -179,5 +179,8 @@ def test_minilm_embedding_metrics(coco):
     near = embedding_metrics(coco.train_text()[:60], references, seed=0)
     far = embedding_metrics(["zz qq xx ."] * 30 + ["1 2 3 4"] * 30, references, seed=0)
     assert near["frechet_minilm"] < far["frechet_minilm"]
+    # Two sentences repeated: their k-NN balls have radius 0, so they cover no real sentence.
+    assert far["knn_recall"] == 0.0 and far["knn_coverage"] < near["knn_coverage"]
+    assert near["knn_recall"] > 0.5
     if "mauve" in near:
         assert near["mauve"] > far["mauve"]
