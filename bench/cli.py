@@ -131,7 +131,15 @@ def _build_parser(catalogues: bool = False) -> argparse.ArgumentParser:
     report.add_argument("--no-plots", action="store_true")
 
     score = commands.add_parser("score", help="metrics of any file of samples, as JSON")
-    score.add_argument("--samples", type=Path, required=True)
+    what = score.add_mutually_exclusive_group(required=True)
+    what.add_argument("--samples", type=Path)
+    what.add_argument("--real-text", action="store_true",
+                      help="the real-text reference: half of the --dataset's test split scored "
+                           "against the other half (--num-samples of them)")
+    score.add_argument("--num-samples", type=int, default=1000,
+                       help="--real-text: sentences scored (default 1000)")
+    score.add_argument("--embeddings", action="store_true",
+                       help="--real-text: also the distribution metrics (MiniLM, MAUVE)")
     source = score.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", help="score against this corpus's test split")
     source.add_argument("--refs", type=Path, help="score against this file of references")
@@ -223,10 +231,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from bench.scoring import score_file
+    from bench.scoring import score_file, score_real_text
 
-    result = score_file(args.samples, dataset=args.dataset, refs=args.refs,
-                        data_dir=args.data_dir, with_disc_acc=args.disc_acc, seed=args.seed)
+    if args.real_text:
+        if args.dataset is None:
+            raise GanbenchError("--real-text needs --dataset")
+        result = score_real_text(args.dataset, args.num_samples, args.data_dir,
+                                 with_disc_acc=args.disc_acc, with_embeddings=args.embeddings,
+                                 seed=args.seed)
+    else:
+        result = score_file(args.samples, dataset=args.dataset, refs=args.refs,
+                            data_dir=args.data_dir, with_disc_acc=args.disc_acc, seed=args.seed)
     print(json.dumps(result, indent=1, ensure_ascii=False))
     return 0
 

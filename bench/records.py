@@ -16,6 +16,7 @@ import torch
 from bench.errors import GanbenchError
 
 RECORD_FILE = "record.json"
+REAL_TEXT_FOLDER = "real_text"  # of a suite's output: one <dataset>.json per corpus
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "diverged", "failed")
 REQUIRED_FIELDS = ("schema", "variant", "config", "dataset", "seed", "budget", "status",

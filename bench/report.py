@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import json
 import math
 import os
 import re
@@ -22,7 +23,7 @@ import pandas as pd
 
 from bench.errors import GanbenchError
 from bench.labels import full_label, short_labels
-from bench.records import RECORD_FILE, load_record, write_text_atomic
+from bench.records import REAL_TEXT_FOLDER, RECORD_FILE, load_record, write_text_atomic
 from bench.stats import t_half_width
 
 # Column -> +1 if higher is better, -1 if lower is better, 0 if neither (shown, never marked).
@@ -46,6 +47,11 @@ METRIC_COLUMNS: dict[str, int] = {
     # How far the last validation NLL rose above the run's best, as a share (bench/selection).
     "valid_rise": 0,
 }
+# The short table put first for each corpus: the answer a reader looks for (the full table
+# follows). mfu shows only on GPUs, nll_oracle only on the oracle (empty columns are dropped).
+HEADLINE_COLUMNS = ("nll_oracle", "nll_test_iv_per_word", "bleu_5", "self_bleu_5", "disc_acc",
+                    "knn_precision", "knn_recall", "mauve", "steps", "train_tokens_per_s", "mfu")
+REAL_TEXT_LABEL = "real text (test half)"
 # Metrics whose best value is a target, not an extreme: disc_acc is best at 0.5 (METRICS.md).
 METRIC_TARGETS: dict[str, float] = {"disc_acc": 0.5}
 GROUP_KEYS = ["dataset", "variant", "budget"]
@@ -147,6 +153,28 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
             row["evaluated_best"] = selection.get("evaluated") == "best"
             row["best_before_final_phase"] = bool(selection.get("best_before_final_phase"))
             row["select"] = selection.get("rule", "")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def real_text_table(directory: Path) -> pd.DataFrame:
+    """The real-text reference rows a suite wrote (bench.scoring.write_real_text_rows), shaped
+    like summary_table's rows: one value each, no interval; empty if there are none."""
+    rows = []
+    for path in sorted((Path(directory) / REAL_TEXT_FOLDER).glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            dataset, metrics = data["dataset"], data["metrics"]
+            n = data["settings"]["num_samples"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise GanbenchError(f"{path}: not a real-text row ({err})") from None
+        row = {"dataset": dataset, "variant": REAL_TEXT_LABEL, "budget": "-", "seeds": "-",
+               "runs_ok": "-", "notes": f"N = {n} test sentences scored against the other "
+                                        "half of the test split"}
+        for metric in METRIC_COLUMNS:
+            if _is_number(metrics.get(metric)):
+                row.update({metric: float(metrics[metric]), f"{metric}_low": math.nan,
+                            f"{metric}_high": math.nan})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -305,11 +333,13 @@ def write_report(directory: Path, out: Path | None = None, plots: bool = True) -
     out = Path(out) if out else Path(directory)
     check_output_folder(out, "report folder")
     records = find_records(directory)
+    real_text = real_text_table(directory)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
         with _staging_folder(out) as staging:
-            staged = _render_report(records, staging, plots, published_to=out)
+            staged = _render_report(records, staging, plots, published_to=out,
+                                    real_text=real_text)
             return _publish(staged, staging, out)
     except BaseException:
         if created:
@@ -342,15 +372,42 @@ def _publish(staged: list[Path], staging: Path, out: Path) -> list[Path]:
     return published
 
 
+def with_real_text(shown: pd.DataFrame, real_text: pd.DataFrame) -> pd.DataFrame:
+    """The displayed rows with each corpus's real-text row first (its cells have no interval
+    and no bold: it is a reference, not a competitor)."""
+    if real_text.empty:
+        return shown
+    reference = display_table(real_text)
+    reference = reference[reference["dataset"].isin(set(shown["dataset"]))]
+    merged = pd.concat([reference, shown], ignore_index=True).fillna("")
+    merged = merged[list(shown.columns)
+                    + [c for c in reference.columns if c not in shown.columns]]
+    first = merged["variant"] != REAL_TEXT_LABEL
+    order = sorted(range(len(merged)), key=lambda i: (merged.at[i, "dataset"], bool(first[i])))
+    return merged.loc[order].reset_index(drop=True)
+
+
+def headline(shown: pd.DataFrame) -> pd.DataFrame:
+    """The headline columns of the displayed rows (those a corpus fills)."""
+    headings = [column_heading(m) for m in HEADLINE_COLUMNS]
+    keep = [h for h in headings if h in shown.columns and (shown[h].astype(str) != "").any()]
+    return shown[["dataset", "variant", "budget", "seeds", *keep]]
+
+
 def _render_report(records: list[dict[str, Any]], out: Path, plots: bool,
-                   published_to: Path) -> list[Path]:
+                   published_to: Path, real_text: pd.DataFrame | None = None) -> list[Path]:
     """Every output written into ``out`` (the staging folder); links that leave the report
     are made from ``published_to``, where the files will be."""
     table = summary_table(records_frame(records))
     short = short_labels(records)
-    shown = display_table(table, short)
+    shown = with_real_text(display_table(table, short),
+                           real_text if real_text is not None else pd.DataFrame())
     written = []
     captions = label_captions(short)
+    headlines = "".join(
+        f"## {dataset}\n\n"
+        + headline(shown[shown["dataset"] == dataset]).drop(columns="dataset").to_markdown(
+            index=False) + "\n\n" for dataset in sorted(shown["dataset"].unique()))
     markdown = ("Mean ± 95% t-interval half-width over seeds; **bold** marks a best value "
                 "whose interval separates it from every other row of its dataset. ↑ higher "
                 "is better, ↓ lower is better, →0.5 closer to 0.5 is better. *notes*: the "
@@ -360,7 +417,9 @@ def _render_report(records: list[dict[str, Any]], out: Path, plots: bool,
                 "before final phase*: the lowest validation NLL came before the variant's "
                 "last phase (for a GAN: its MLE warm-up), see docs/METRICS.md; ⚠ steps: the "
                 "seeds' steps differ by more than 20% (a seconds budget on a loaded machine; "
-                "prefer a steps or FLOPs budget there).\n\n"
+                "prefer a steps or FLOPs budget there). The *real text* row scores test "
+                "sentences as if a model had written them: each metric's value for real "
+                "text.\n\n" + headlines + "## Full table\n\n"
                 + shown.to_markdown(index=False) + "\n")
     if captions:
         markdown += ("\nFull labels (every override of the row):\n\n"
@@ -437,9 +496,13 @@ def render_html(shown: pd.DataFrame, records: list[dict[str, Any]], figures: lis
     for dataset in datasets:
         rows = shown[shown["dataset"] == dataset].drop(columns="dataset")
         rows = rows.loc[:, [c for c in rows.columns if (rows[c].astype(str) != "").any()]]
-        table_html = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>",
-                            rows.to_html(index=False, escape=True))
+        headline_html, table_html = (
+            re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", frame.to_html(index=False, escape=True))
+            for frame in (headline(shown[shown["dataset"] == dataset]).drop(columns="dataset"),
+                          rows))
         parts += [f"<h2 id='{esc(dataset)}'>{esc(dataset)}</h2>",
+                  f"<div class='table-box'>{headline_html}</div>",
+                  f"<h3>Full table: {esc(dataset)}</h3>",
                   f"<div class='table-box'>{table_html}</div>"]
         for figure in figures:
             if figure.stem.split("_", 1)[-1] != dataset:

@@ -66,3 +66,76 @@ def score_file(samples_path: Path, dataset: str | None = None, refs: Path | None
         # The real pool is the test split (or the references): METRICS.md.
         result.update(disc_acc(references, tokenized, seed=seed))
     return result
+
+
+def score_real_text(dataset: str, num_samples: int, data_dir: Path | None = None,
+                    with_disc_acc: bool = False, with_embeddings: bool = False, seed: int = 0,
+                    disc_acc_replicates: int = 3) -> dict[str, Any]:
+    """The real-text reference row (METRICS.md): the test split cut in two halves by a seeded
+    permutation; ``num_samples`` sentences of one half scored as if a model had written them,
+    with the other half as the references (BLEU), the classifier's real pool (disc_acc) and
+    the distribution metrics' real side. What each metric gives for real text, at a table's N.
+    """
+    corpus = load_corpus(dataset, data_dir)
+    order = np.random.default_rng(seed).permutation(len(corpus.test))
+    half = len(order) // 2
+    if num_samples < 2 or num_samples > half:
+        raise GanbenchError(f"{dataset}: num_samples must be in 2..{half} (half the test split)")
+    generated = [corpus.test[i] for i in order[:num_samples]]
+    references = [corpus.test[i] for i in order[half:]]
+    holder = Corpus(f"{corpus.name}_half", corpus.train, references, corpus.tokenization)
+    result: dict[str, Any] = {"dataset": dataset, "samples": num_samples,
+                              "references": len(references), "seed": seed,
+                              "orders": list(BLEU_ORDERS)}
+    result.update(text_metrics(generated, holder))
+    if corpus.is_oracle:
+        result["nll_oracle"] = float(corpus.oracle.nll([[int(t) for t in s] for s in generated]))
+    if with_disc_acc:
+        from bench.metrics.disc_acc import DiscAccSettings, disc_acc
+
+        result.update(disc_acc(references, generated, seed=seed,
+                               settings=DiscAccSettings(replicates=disc_acc_replicates)))
+    if with_embeddings:
+        from bench.metrics.embeddings import embedding_metrics
+
+        text = [Tokenization.detokenize(s) for s in generated]
+        reference_text = [Tokenization.detokenize(r) for r in references[:num_samples]]
+        result.update(embedding_metrics(text, reference_text, seed=seed))
+    return result
+
+
+def write_real_text_rows(runs: list[Any], out: Path, data_dir: Path | None = None) -> list[Path]:
+    """The real-text reference row of each corpus of a suite's runs (score_real_text), at the
+    first run's evaluation settings for that corpus: N (capped at half the test split),
+    disc_acc, the distribution metrics. Written once to out/real_text/<dataset>.json and kept
+    while the settings are the same (a re-run suite resumes)."""
+    import json
+
+    from bench.config import build_config
+    from bench.evaluation import EvalConfig
+    from bench.records import REAL_TEXT_FOLDER, write_json_atomic
+
+    written = []
+    first: dict[str, Any] = {}
+    for spec in runs:
+        first.setdefault(spec.dataset, spec)
+    for dataset, spec in first.items():
+        settings = build_config(EvalConfig, spec.evaluation)
+        corpus = load_corpus(dataset, data_dir)
+        wanted = {"num_samples": min(settings.num_samples, len(corpus.test) // 2),
+                  "disc_acc": settings.disc_acc,
+                  "disc_acc_replicates": settings.disc_acc_replicates,
+                  "embeddings": settings.embedding_metrics, "seed": 0}
+        path = Path(out) / REAL_TEXT_FOLDER / f"{corpus.name.replace('/', '_')}.json"
+        if path.exists() and json.loads(path.read_text()).get("settings") == wanted:
+            continue
+        metrics = score_real_text(dataset, wanted["num_samples"], data_dir,
+                                  with_disc_acc=wanted["disc_acc"],
+                                  with_embeddings=wanted["embeddings"], seed=0,
+                                  disc_acc_replicates=wanted["disc_acc_replicates"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, {"dataset": corpus.name, "settings": wanted,
+                                 "metrics": {k: v for k, v in metrics.items()
+                                             if isinstance(v, (int, float))}})
+        written.append(path)
+    return written

@@ -219,6 +219,10 @@ def run_suite(name_or_file: str, out: Path, data_dir: Path | None = None, device
     print(f"suite {suite.name}: {total} runs, {failures} not ok, "
           f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
     from bench.report import write_report
+    from bench.scoring import write_real_text_rows
+
+    for path in write_real_text_rows(suite.runs, out, data_dir):
+        print(f"real-text reference row: {path}", file=sys.stderr)
 
     for path in write_report(out):
         print(path)
