@@ -216,11 +216,12 @@ def evaluate_variant(variant: Variant, corpus: Corpus, settings: EvalConfig, see
         timings["disc_acc_seconds"] = time.perf_counter() - started
 
     if settings.embedding_metrics:
-        from bench.metrics.embeddings import embedding_metrics
+        from bench.metrics.embeddings import embedding_metrics, reference_sample
 
         note("MiniLM embeddings")
         started = time.perf_counter()
-        metrics.update(embedding_metrics(samples, corpus.test_text(), seed=seed))
+        metrics.update(embedding_metrics(samples, reference_sample(corpus.test_text(),
+                                                                   num_samples), seed=seed))
         timings["embedding_metrics_seconds"] = time.perf_counter() - started
 
     curve = []
@@ -233,11 +234,20 @@ def evaluate_variant(variant: Variant, corpus: Corpus, settings: EvalConfig, see
             point["bleu_5"], point["self_bleu_5"] = metrics["bleu_5"], metrics["self_bleu_5"]
             if corpus.oracle is not None:
                 point["nll_oracle"] = metrics["nll_oracle"]
+            point.update({k: metrics[k] for k in ("knn_precision", "knn_recall")
+                          if k in metrics})
         else:
             curve_tokens = corpus.tokenization.tokenize_all(
                 variant.sample(curve_n, temperature, eval_seed + 1))
             text = text_metrics(curve_tokens, corpus)
             point["bleu_5"], point["self_bleu_5"] = text["bleu_5"], text["self_bleu_5"]
+            if settings.embedding_metrics:
+                from bench.metrics.embeddings import knn_metrics, reference_sample
+
+                knn = knn_metrics([Tokenization.detokenize(s) for s in curve_tokens],
+                                  reference_sample(corpus.test_text(), curve_n))
+                point["knn_precision"], point["knn_recall"] = (knn["knn_precision"],
+                                                               knn["knn_recall"])
             if corpus.oracle is not None:
                 point["nll_oracle"] = corpus.oracle.nll(_oracle_ids(curve_tokens))
         if corpus.oracle is not None and temperature in curve_nll:

@@ -28,6 +28,8 @@ AXIS_LABELS = {
     "nll_oracle": f"NLL_oracle, quality ({LOWER})",
     "nll_test": f"NLL_test, nats/token ({LOWER})",
     "disc_acc": "disc_acc (closer to 0.5 is better)",
+    "knn_precision": f"k-NN precision, quality ({HIGHER})",
+    "knn_recall": f"k-NN recall, diversity ({HIGHER})",
 }
 # train/phase of the phased variants (lstm_gan, seqgan, gpt2_bert_gan); rows without one are MLE.
 PHASE_MLE, PHASE_DISC_PRETRAIN, PHASE_ADVERSARIAL = 0.0, 1.0, 2.0
@@ -165,6 +167,9 @@ def _curve_figure(plt, series: list[Series], dataset: str, plot_dir: Path) -> Pa
     if any(p.get("nll_oracle") is not None for s in series for r in s.runs
            for p in r.get("curve") or []):
         specs.append(("nll_test", "nll_oracle"))
+    if any(p.get("knn_precision") is not None for s in series for r in s.runs
+           for p in r.get("curve") or []):
+        specs.append(("knn_recall", "knn_precision"))
     curves = [[(s, mean_curve(s.runs, x, y)) for s in series] for x, y in specs]
     panels = [(spec, drawn) for spec, drawn in zip(specs, curves) if any(c for _, c in drawn)]
     if not panels:
@@ -262,6 +267,7 @@ def _budget_figure(plt, series: list[Series], dataset: str, plot_dir: Path) -> P
 # Where each plotted metric can lie: a t-interval from few seeds can reach past it (BLEU-5
 # below 0, disc_acc above 1), and a plot draws no value a metric cannot take.
 METRIC_RANGES = {"bleu_5": (0.0, 1.0), "self_bleu_5": (0.0, 1.0), "disc_acc": (0.0, 1.0),
+                 "knn_precision": (0.0, 1.0), "knn_recall": (0.0, 1.0),
                  "nll_test": (0.0, float("inf")), "nll_oracle": (0.0, float("inf"))}
 
 

@@ -293,10 +293,16 @@ def column_heading(metric: str) -> str:
     return metric + arrow
 
 
-def _format_cell(mean: float, low: float, high: float) -> str:
+# Counts and rates read as whole numbers (a mean over seeds keeps one decimal of a count).
+CELL_DIGITS = {"steps": 1, "generator_updates": 1, "discriminator_updates": 1,
+               "train_tokens_per_s": 0, "sample_tokens_per_s": 0}
+
+
+def _format_cell(mean: float, low: float, high: float, digits: int | None = None) -> str:
     if math.isnan(mean):
         return ""
-    digits = 1 if abs(mean) >= 100 else 3
+    if digits is None:
+        digits = 1 if abs(mean) >= 100 else 3
     if math.isnan(low):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"
@@ -314,7 +320,8 @@ def display_table(table: pd.DataFrame, short: dict[str, str] | None = None) -> p
     for metric in metrics:
         cells = []
         for index, row in table.iterrows():
-            cell = _format_cell(row[metric], row[f"{metric}_low"], row[f"{metric}_high"])
+            cell = _format_cell(row[metric], row[f"{metric}_low"], row[f"{metric}_high"],
+                                CELL_DIGITS.get(metric))
             cells.append(f"**{cell}**" if (index, metric) in marks else cell)
         shown[column_heading(metric)] = cells
     return shown

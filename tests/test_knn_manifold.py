@@ -72,15 +72,25 @@ def test_distribution_metrics_through_the_real_cli(tmp_path, tiny_text_dir):
     out = tmp_path / "runs"
     assert main(["run", "--variant", "mle_lstm", "--dataset", str(tiny_text_dir), "--budget",
                  "5steps", "--out", str(out), "--quiet", "--set", "hidden_dim=8",
-                 "--eval", "num_samples=40", "--eval", "temperatures=", "--eval",
+                 "--eval", "num_samples=40", "--eval", "temperatures=0.8,1.0", "--eval",
                  "disc_acc=false", "--eval", "embedding_metrics=true"]) == 0
     (record_file,) = out.glob("*/record.json")
-    metrics = json.loads(record_file.read_text())["metrics"]
+    record = json.loads(record_file.read_text())
+    metrics = record["metrics"]
+    # Every point of the temperature curve has its precision and recall (the T = 1 point is
+    # the table's own samples, so its values are the table's).
+    assert [p["temperature"] for p in record["curve"]] == [0.8, 1.0]
+    assert all(0.0 <= p[k] <= 1.0 for p in record["curve"] for k in ("knn_precision",
+                                                                       "knn_recall"))
+    assert record["curve"][1]["knn_recall"] == metrics["knn_recall"]
     for name in ("knn_precision", "knn_recall", "knn_coverage"):
         assert 0.0 <= metrics[name] <= 1.0, name
     assert metrics["knn_density"] >= 0.0 and metrics["frechet_minilm"] > 0.0
     if "mauve" in metrics:
         assert metrics["mauve_seeds"] == 5 and metrics["mauve_sd"] >= 0.0
     assert main(["report", str(out)]) == 0
-    header = (out / "results.md").read_text().split("\n")[2]
-    assert "knn_precision ↑" in header and "knn_recall ↑" in header
+    assert list((out / "plots").glob("curve_*.png"))
+    headline, full = (out / "results.md").read_text().split("## Full table")
+    for table in (headline, full):
+        header = next(line for line in table.splitlines() if line.startswith("| "))
+        assert "knn_precision ↑" in header and "knn_recall ↑" in header

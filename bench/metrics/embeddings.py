@@ -136,6 +136,26 @@ def mauve_score(p_features: np.ndarray, q_features: np.ndarray, seed: int) -> fl
     return float(result.mauve)
 
 
+def reference_sample(references: Sequence[str], n: int) -> list[str]:
+    """n reference sentences, a fixed seeded draw in their order (N real against N generated;
+    a split's first n may share a topic)."""
+    if n >= len(references):
+        return list(references)
+    keep = np.sort(np.random.default_rng(0).choice(len(references), n, replace=False))
+    return [references[i] for i in keep]
+
+
+def knn_metrics(generated: Sequence[str], references: Sequence[str],
+                device: torch.device | str | None = None) -> dict[str, float]:
+    """{"knn_precision", "knn_recall", "knn_density", "knn_coverage"} alone (a curve point)."""
+    from bench.metrics.knn_manifold import manifold_features, precision_recall_density_coverage
+
+    real, fake = manifold_features(reference_embeddings(tuple(references), str(device or "cpu")),
+                                   sentence_embeddings(generated, device))
+    return {f"knn_{name}": value
+            for name, value in precision_recall_density_coverage(real, fake).items()}
+
+
 def embedding_metrics(generated: Sequence[str], references: Sequence[str], seed: int,
                       device: torch.device | str | None = None) -> dict[str, float]:
     """{"frechet_minilm", "knn_precision", "knn_recall", "knn_density", "knn_coverage", "mauve",
