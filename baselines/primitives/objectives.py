@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-FAKE, REAL = 0, 1  # logit columns (the same as primitives.hf's)
+FAKE, REAL = 0, 1  # a discriminator's logit columns (primitives.hf's classifiers too)
 
 
 def mle_loss(token_log_probs: torch.Tensor, num_tokens: int) -> torch.Tensor:

@@ -145,15 +145,22 @@ def reference_sample(references: Sequence[str], n: int) -> list[str]:
     return [references[i] for i in keep]
 
 
+def _knn_of_features(reference_features: np.ndarray, generated_features: np.ndarray
+                     ) -> dict[str, float]:
+    """knn_precision, knn_recall, knn_density, knn_coverage of two feature sets, prepared as
+    METRICS.md says (L2-normalised, PCA to 90% of the variance; k = 5)."""
+    from bench.metrics.knn_manifold import manifold_features, precision_recall_density_coverage
+
+    real, fake = manifold_features(reference_features, generated_features)
+    return {f"knn_{name}": value
+            for name, value in precision_recall_density_coverage(real, fake).items()}
+
+
 def knn_metrics(generated: Sequence[str], references: Sequence[str],
                 device: torch.device | str | None = None) -> dict[str, float]:
     """{"knn_precision", "knn_recall", "knn_density", "knn_coverage"} alone (a curve point)."""
-    from bench.metrics.knn_manifold import manifold_features, precision_recall_density_coverage
-
-    real, fake = manifold_features(reference_embeddings(tuple(references), str(device or "cpu")),
-                                   sentence_embeddings(generated, device))
-    return {f"knn_{name}": value
-            for name, value in precision_recall_density_coverage(real, fake).items()}
+    return _knn_of_features(reference_embeddings(tuple(references), str(device or "cpu")),
+                            sentence_embeddings(generated, device))
 
 
 def embedding_metrics(generated: Sequence[str], references: Sequence[str], seed: int,
@@ -164,14 +171,10 @@ def embedding_metrics(generated: Sequence[str], references: Sequence[str], seed:
     Text is in the evaluation tokenization joined by blanks. The MAUVE keys are left out when
     mauve-text is not installed; a missing MiniLM package is an error.
     """
-    from bench.metrics.knn_manifold import manifold_features, precision_recall_density_coverage
-
     generated_features = sentence_embeddings(generated, device)
     reference_features = reference_embeddings(tuple(references), str(device or "cpu"))
     metrics = {"frechet_minilm": frechet_distance(generated_features, reference_features)}
-    real, fake = manifold_features(reference_features, generated_features)
-    metrics.update({f"knn_{name}": value for name, value
-                    in precision_recall_density_coverage(real, fake).items()})
+    metrics.update(_knn_of_features(reference_features, generated_features))
     if mauve_available():
         scores = [mauve_score(reference_features, generated_features, seed + offset)
                   for offset in range(MAUVE_SEEDS)]
