@@ -197,12 +197,15 @@ def test_gad_phases(corpus):
     for name, value in variant.reference.state_dict().items():
         assert torch.equal(value, generator_now[name]), name
     assert math.isfinite(report.logs["train/g_pg_loss"])
-    # The reward is the discriminator's scalar score of each sample.
-    rollout = variant.rollout
+    # The reward is the discriminator's scalar score of each sample (read straight from its
+    # head, not through the two-logit path the rollout uses).
+    rollout = variant._new_rollout()
+    variant.discriminator.eval()
     with torch.no_grad():
         scores = variant.discriminator.scores(rollout.fakes.input_ids,
                                               rollout.fakes.attention_mask)
-    assert rollout.rewards.shape == scores.shape
+    assert torch.allclose(rollout.rewards, scores, atol=1e-6)
+    assert scores.std() > 0
 
 
 def test_gad_pairs_each_prompted_sample_with_its_own_sentence(corpus):
@@ -222,6 +225,22 @@ def test_gad_pairs_each_prompted_sample_with_its_own_sentence(corpus):
     # Each group's samples begin with the first tokens of the sentence they are paired with.
     prompts = variant.train_data.inputs[rows, :3]
     assert torch.equal(prompts[0], prompts[variant.config.group_size - 1])
+
+
+def test_mixce_at_ratio_one_trains_exactly_as_gpt2_mle(corpus):
+    """eta = 1 is MLE: the same seed gives gpt2_mle's weights bit for bit; eta = 0.5 does not."""
+    def weights_after(name, **overrides):
+        torch.manual_seed(0)
+        variant = make(name, corpus, **overrides)
+        for step in range(3):
+            variant.train_step(step / 3)
+        return variant.generator.state_dict()
+
+    mle = weights_after("gpt2_mle")
+    assert all(torch.equal(mle[k], v)
+               for k, v in weights_after("gpt2_mixce", mixing_ratio=1.0).items())
+    assert not all(torch.equal(mle[k], v)
+                   for k, v in weights_after("gpt2_mixce", mixing_ratio=0.5).items())
 
 
 def test_mixce_step_trains_and_reports_plain_nll(corpus):
