@@ -283,7 +283,8 @@ class GPT2BertGAN(GPT2MLE):
         batch = rollout.samples.action_batch(self._max_new())
         # Dropout off: the ratio and the KL must compare the same function of the weights.
         self.generator.eval()
-        log_probs = self.hf.token_log_probs(self.generator, batch, banned_ids=self.banned_ids)
+        log_probs = self.hf.token_log_probs(self.generator, batch, banned_ids=self.banned_ids,
+                                            body=self.train_body)
         if rollout.old_log_probs is None:
             # The first update is on-policy: the sampling policy's log-probs are these.
             rollout.old_log_probs = log_probs.detach()

@@ -53,6 +53,10 @@ class GPT2MLEConfig:
     bpe_vocab_size: int = field(4000, "byte-level BPE vocabulary trained on the training split")
     dropout: float = field(0.1, "dropout of the fresh model during MLE")
     batch_size: int = field(64, "sentences per MLE step")
+    tokens_per_batch: int = field(
+        0, "token-budgeted MLE batches instead: sentences taken in the epoch's seeded order "
+           "while rows x the longest stays within this many positions (0 = batch_size "
+           "sentences); fills a GPU with a bounded shape")
     learning_rate: float = field(1e-3, "AdamW learning rate of the MLE steps")
     weight_decay: float = field(0.01, "AdamW weight decay")
     warmup_steps: int = field(50, "MLE steps of linear learning-rate warm-up")
@@ -60,6 +64,9 @@ class GPT2MLEConfig:
     max_new_tokens: int = field(0, "sampling cap in BPE tokens before the forced EOS; "
                                    "0 = the longest training sentence")
     sample_batch_size: int = field(500, "sentences sampled at once by sample()")
+    compile: bool = field(False, "torch.compile the transformer for training steps "
+                                 "(engine.compiled; sampling stays eager); its compile time "
+                                 "is charged to the budget")
 
     def validate(self) -> None:
         for name in ("n_layer", "n_embd", "n_head", "bpe_vocab_size", "batch_size",
@@ -69,7 +76,7 @@ class GPT2MLEConfig:
         if self.n_embd % self.n_head:
             raise ValueError("n_embd must be a multiple of n_head")
         for name in ("n_positions", "warmup_steps", "max_new_tokens", "grad_clip",
-                     "weight_decay"):
+                     "weight_decay", "tokens_per_batch"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.learning_rate <= 0:
@@ -96,7 +103,7 @@ class GPT2MLE(Variant):
     def __init__(self, config: GPT2MLEConfig, corpus: Corpus, device: torch.device, seed: int):
         super().__init__(config, corpus, device, seed)
         from baselines.primitives import hf
-        from baselines.primitives.engine import adam
+        from baselines.primitives.engine import adam, compiled
         from baselines.primitives.sequences import RandomBatches
 
         self.hf = hf
@@ -105,11 +112,15 @@ class GPT2MLE(Variant):
             torch.manual_seed(seed)
             self._build_generator()
         self.generator.to(self.device)
+        # The training steps' transformer: the generator's own, or the same weights compiled.
+        self.train_body = compiled(self.generator.transformer) if (
+            config.compile and hasattr(self.generator, "transformer")) else None
         self.optimizer = adam(self.generator.parameters(), config.learning_rate, self.device,
                               weight_decay=config.weight_decay, decoupled=True)
         # Every rank draws the same global batch and trains on its own slice (shard).
-        self.batches = RandomBatches(len(self.train_data),
-                                     config.batch_size * distributed.current_world().size, seed)
+        ranks = distributed.current_world().size
+        self.batches = RandomBatches(len(self.train_data), config.batch_size * ranks, seed,
+                                     config.tokens_per_batch * ranks, self.train_lengths)
         self.mle_steps = 0
 
     # -- building -------------------------------------------------------------------------
@@ -144,7 +155,11 @@ class GPT2MLE(Variant):
         bos = self.tokenizer.bos_token_id
         self.bos_id = int(bos) if bos is not None else self.eos_id
         self.train_data = self.hf.encode_texts(self.tokenizer, train_text, self.bos_id,
-                                               self.eos_id).to(self.device)
+                                               self.eos_id)
+        # Counted tokens per sentence (BPE tokens + EOS), kept on the host: a step sizes and
+        # counts its batch from them without waiting for the device.
+        self.train_lengths = self.train_data.mask.sum(dim=1)
+        self.train_data = self.train_data.to(self.device)
 
     # -- training -------------------------------------------------------------------------
 
@@ -157,11 +172,14 @@ class GPT2MLE(Variant):
     def mle_step(self) -> StepReport:
         """One teacher-forcing step on a random batch of training sentences."""
         indices = distributed.shard(self.batches.next_indices())
-        batch = self.train_data.select(indices.to(self.device))
-        batch = self._fit_positions(batch)
+        lengths = self.train_lengths[indices]
+        # Sentences longer than the model's positions (a pretrained model with a short
+        # context) are cut; the fresh model always has room.
+        longest = min(int(lengths.max()), self.positions)
+        batch = self.train_data.select(indices.to(self.device), longest)
         self.generator.train()
-        log_probs = self.hf.token_log_probs(self.generator, batch)
-        num_tokens = batch.num_tokens()
+        log_probs = self.hf.token_log_probs(self.generator, batch, body=self.train_body)
+        num_tokens = int(lengths.clamp(max=self.positions).sum())
         loss, nll = self.training_loss(log_probs, num_tokens)
         self._set_learning_rate(self.optimizer, self.config.learning_rate, self.mle_steps,
                                 self.config.warmup_steps)
@@ -173,7 +191,8 @@ class GPT2MLE(Variant):
         self.optimizer.step()
         self.mle_steps += 1
         flops = 3 * num_tokens * self.generator_flops_per_token()
-        nll = nll.item()
+        # Tensors, not floats: the harness reads them in batches (no wait on the device here).
+        nll = nll.detach()
         return StepReport(tokens=num_tokens, flops=flops, logs={"train/g_mle_loss": nll},
                           nll=nll, nll_vocab_size=len(self.tokenizer))
 
@@ -182,14 +201,6 @@ class GPT2MLE(Variant):
         """(the loss to minimise, the batch's NLL per token): both the NLL here."""
         loss = objectives.mle_loss(token_log_probs, num_tokens)
         return loss, loss
-
-    def _fit_positions(self, batch):
-        """Training sentences longer than the model's positions (a pretrained model with a
-        short context) are cut; the fresh model always has room."""
-        if batch.inputs.shape[1] <= self.positions:
-            return batch
-        cut = self.positions
-        return type(batch)(batch.inputs[:, :cut], batch.targets[:, :cut], batch.mask[:, :cut])
 
     def generator_flops_per_token(self) -> float:
         if not hasattr(self, "_generator_flops"):
@@ -294,6 +305,7 @@ class GPT2MLE(Variant):
                 raise ValueError("checkpoint tokenizer has another vocabulary size")
             self.tokenizer = tokenizer
             self._encode_train_data(self.corpus.train_text())
+            self.batches.lengths = self.train_lengths
         self.generator.load_state_dict(state["generator"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.batches.load_state_dict(state["batches"])

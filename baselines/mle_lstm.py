@@ -21,7 +21,7 @@ from baselines.primitives.lstm import LSTMGenerator
 from baselines.primitives.sequences import RandomBatches, decode, encode
 from bench.config import field
 from bench.corpora import Corpus
-from bench.text import Tokenization
+from bench.text import PAD, Tokenization
 from bench.variant import NLLResult, StepReport, Variant
 
 
@@ -32,6 +32,10 @@ class MLELSTMConfig:
     num_layers: int = field(1, "LSTM layers")
     dropout: float = field(0.0, "dropout on the LSTM outputs")
     batch_size: int = field(64, "sentences per optimiser step")
+    tokens_per_batch: int = field(
+        0, "token-budgeted MLE batches instead: sentences taken in the epoch's seeded order "
+           "while rows x the longest stays within this many positions (0 = batch_size "
+           "sentences)")
     learning_rate: float = field(1e-2, "Adam learning rate")
     grad_clip: float = field(5.0, "gradient-norm clip (0 = off)")
     init_generator: str = field("", "start from this generator.safetensors (written to "
@@ -42,6 +46,8 @@ class MLELSTMConfig:
         for name in ("embedding_dim", "hidden_dim", "num_layers", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.tokens_per_batch < 0:
+            raise ValueError("tokens_per_batch must be >= 0")
         if self.learning_rate <= 0:
             raise ValueError("learning_rate must be positive")
         if not 0 <= self.dropout < 1:
@@ -143,23 +149,31 @@ class MLELSTM(Variant):
         super().__init__(config, corpus, device, seed)
         self.generator = build_generator(config, corpus, self.device)
         self.optimizer = adam(self.generator.parameters(), config.learning_rate, self.device)
-        self.train_data = encode(corpus.vocab, corpus.train, corpus.max_length).to(self.device)
-        self.batches = RandomBatches(len(self.train_data), config.batch_size, seed)
+        train_data = encode(corpus.vocab, corpus.train, corpus.max_length)
+        # Counted tokens per sentence (words + EOS) on the host: a step counts its batch
+        # without waiting for the device.
+        self.train_lengths = (train_data.targets != PAD).sum(dim=1)
+        self.train_data = train_data.to(self.device)
+        self.batches = RandomBatches(len(self.train_data), config.batch_size, seed,
+                                     config.tokens_per_batch, self.train_lengths)
 
     def phase_name(self) -> str:
         return "mle"
 
     def train_step(self, progress: float) -> StepReport:
-        batch = self.train_data.select(self.batches.next_indices().to(self.device))
+        indices = self.batches.next_indices()
+        batch = self.train_data.select(indices.to(self.device))
         loss = self.generator.nll_loss(batch.inputs, batch.targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.generator.parameters(), self.config.grad_clip)
         self.optimizer.step()
-        tokens = batch.num_tokens()
+        tokens = int(self.train_lengths[indices].sum())
+        # Tensors, not floats: the harness reads them in batches (bench.step_values).
+        loss = loss.detach()
         return StepReport(tokens=tokens, flops=3 * tokens * self.generator.flops_per_token(),
-                          logs={"train/g_loss": loss.item()}, nll=loss.item(),
+                          logs={"train/g_loss": loss}, nll=loss,
                           nll_vocab_size=len(self.corpus.vocab))
 
     def sample(self, n: int, temperature: float, seed: int) -> list[str]:

@@ -8,9 +8,10 @@ class GanbenchError(Exception):
 class Diverged(Exception):
     """Raised by a training step whose state can no longer be trusted (NaN loss, collapse)."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, step: int | None = None):
         super().__init__(reason)
         self.reason = reason
+        self.step = step  # the step that diverged, when found after later steps ran
 
 
 class StepAbandoned(Exception):

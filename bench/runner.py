@@ -35,6 +35,7 @@ from bench.errors import Diverged, GanbenchError, StepAbandoned
 from bench.evaluation import EvalConfig, evaluate_variant, status_lines
 from bench.registry import get_variant
 from bench.selection import Selection, copy_weights
+from bench.step_values import PendingSteps, StepValues
 from bench.variant import StepReport, Variant
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -320,15 +321,22 @@ def _resume(run: PreparedRun, options: RunOptions, variant: Variant,
     return clock, resumed_from
 
 
-def _count_step(run: PreparedRun, clock: BudgetClock, report: StepReport) -> None:
-    """Charge one step to the clock; raises Diverged, on every rank, when a log is not finite
-    or the MLE loss is past its bound (bench.divergence) on any rank."""
-    bad = _finite_logs(report.logs) or nll_divergence(report.nll, report.nll_vocab_size,
-                                                      clock.steps + 1)
-    tokens, flops, ranks_bad = report.tokens, report.flops, float(bad is not None)
-    if run.world.size > 1:
-        # The budget counts the work of all ranks.
-        tokens, flops, ranks_bad = distributed.sum_over_ranks([tokens, flops, ranks_bad])
+def _count_step(run: PreparedRun, clock: BudgetClock, report: StepReport,
+                pending: PendingSteps) -> list[StepValues]:
+    """Charge one step to the clock and queue its values (bench.step_values). A single process
+    reads them later, at its sync points; data-parallel ranks read them now, since every rank
+    must stop at the same step when any diverges (raises Diverged on every rank)."""
+    pending.add(clock.steps + 1, report)
+    tokens, flops = report.tokens, report.flops
+    if run.world.size == 1:
+        clock.record_step(int(tokens), flops, report.generator_updates,
+                          report.discriminator_updates)
+        return []
+    values = pending.drain()
+    bad, _ = _first_divergence(values)
+    # The budget counts the work of all ranks.
+    tokens, flops, ranks_bad = distributed.sum_over_ranks([tokens, flops,
+                                                            float(bad is not None)])
     clock.record_step(int(tokens), flops, report.generator_updates,
                       report.discriminator_updates)
     if bad:
@@ -336,6 +344,30 @@ def _count_step(run: PreparedRun, clock: BudgetClock, report: StepReport) -> Non
     if ranks_bad:
         raise Diverged("a training log is not finite, or a loss diverged, on another "
                        "data-parallel rank")
+    return values
+
+
+def _first_divergence(values: list[StepValues]) -> tuple[str | None, int | None]:
+    """(why, at which step) the first diverged step of ``values`` diverged (a log not finite,
+    or the MLE loss past its bound, bench.divergence), or (None, None)."""
+    for step in values:
+        bad = _finite_logs(step.logs) or nll_divergence(step.nll, step.nll_vocab_size,
+                                                        step.step)
+        if bad:
+            return bad, step.step
+    return None, None
+
+
+def _read_steps(pending: PendingSteps, outcome: TrainOutcome) -> list[StepValues]:
+    """The pending steps' values, checked in step order (raises Diverged at the first bad
+    one); the last one's logs become the outcome's."""
+    values = pending.drain()
+    bad, step = _first_divergence(values)
+    if bad:
+        raise Diverged(bad, step)
+    if values:
+        outcome.last_logs = values[-1].logs
+    return values
 
 
 def _log_step(log_handle, clock: BudgetClock, logs: dict[str, float]) -> None:
@@ -366,6 +398,7 @@ def _train_loop(run: PreparedRun, options: RunOptions, variant: Variant, clock: 
     last_checkpoint = time.monotonic()
     logged_step = 0
     kernels = accelerator.attention_kernels(run.device)
+    pending = PendingSteps()  # step values still on the device (bench.step_values)
     try:
         kernels.__enter__()
         clock.start()
@@ -379,10 +412,12 @@ def _train_loop(run: PreparedRun, options: RunOptions, variant: Variant, clock: 
                 report = variant.train_step(progress)
             except StepAbandoned:
                 break  # the budget ran out inside the step; its partial work is dropped
-            outcome.last_logs = report.logs
-            _count_step(run, clock, report)
+            read_now = _count_step(run, clock, report, pending)
+            if read_now:
+                outcome.last_logs = read_now[-1].logs
             if main and (clock.steps % options.log_every == 0 or clock.steps == 1):
-                _log_step(log_handle, clock, report.logs)
+                _read_steps(pending, outcome)
+                _log_step(log_handle, clock, outcome.last_logs)
                 logged_step = clock.steps
             bar.n = round(100 * clock.progress())
             bar.set_postfix_str(f"step {clock.steps}", refresh=False)
@@ -390,14 +425,17 @@ def _train_loop(run: PreparedRun, options: RunOptions, variant: Variant, clock: 
             checkpoint_due = time.monotonic() - last_checkpoint >= options.checkpoint_every_s
             stop, progress, checkpoint_due = _decide(world, clock, checkpoint_due)
             if not stop and selection.due(progress):
+                _read_steps(pending, outcome)  # no validation of a diverged generator
                 _validate(run, variant, clock, selection, log_handle, progress)
             if checkpoint_due:
                 clock.pause()
+                _read_steps(pending, outcome)  # no checkpoint of a diverged generator
                 log_handle.flush()
                 _save_checkpoint(run, variant, clock, selection)
                 last_checkpoint = time.monotonic()
                 clock.start()
         clock.pause()
+        _read_steps(pending, outcome)
         if main and clock.steps and logged_step != clock.steps:
             # The last step is always in the log, whatever the cadence.
             _log_step(log_handle, clock, outcome.last_logs)
@@ -423,7 +461,7 @@ def _train(run: PreparedRun, options: RunOptions, variant: Variant,
         except Diverged as err:
             clock.pause()
             outcome.status, outcome.reason, outcome.failed_step = (
-                "diverged", err.reason, clock.steps)
+                "diverged", err.reason, err.step or clock.steps)
         except (KeyboardInterrupt, GanbenchError):
             raise
         except Exception as err:  # a bug or resource error: recorded, the suite goes on

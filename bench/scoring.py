@@ -10,7 +10,7 @@ import numpy as np
 
 from bench.corpora import Corpus, load_corpus, read_lines
 from bench.errors import GanbenchError
-from bench.evaluation import BLEU_ORDERS, text_metrics
+from bench.evaluation import BLEU_ORDERS, distribution_metrics_apply, text_metrics
 from bench.text import Tokenization
 
 
@@ -96,7 +96,7 @@ def score_real_text(dataset: str, num_samples: int, data_dir: Path | None = None
 
         result.update(disc_acc(references, generated, seed=seed,
                                settings=DiscAccSettings(replicates=disc_acc_replicates)))
-    if with_embeddings:
+    if distribution_metrics_apply(with_embeddings, corpus):
         from bench.metrics.embeddings import embedding_metrics
 
         text = [Tokenization.detokenize(s) for s in generated]

@@ -68,7 +68,7 @@ def averaged_by_hand(run, steps: int) -> tuple[dict[str, torch.Tensor], int]:
         indices = global_batches.next_indices()
         gradients = []
         for half in (indices[0::2], indices[1::2]):
-            batch = variant._fit_positions(variant.train_data.select(half))
+            batch = variant.train_data.select(half)  # a fresh model: no sentence is cut
             variant.generator.train()
             variant.generator.zero_grad(set_to_none=True)
             log_probs = variant.hf.token_log_probs(variant.generator, batch)

@@ -80,3 +80,141 @@ def test_attention_kernels_is_a_no_op_off_cuda():
         out = torch.nn.functional.scaled_dot_product_attention(query, query, query,
                                                                is_causal=True)
     assert out.shape == (1, 2, 4, 8)
+
+
+# -- token-budgeted batches -------------------------------------------------------------------
+
+
+def test_token_budgeted_batches_by_hand():
+    """Lengths 1..10 in a seeded order, 12 positions a batch: each batch is the longest prefix
+    of the epoch's order whose rows x longest fits (checked against the order by hand), the
+    epoch's sentences each once, and a resumed sampler draws the same batches."""
+    from baselines.primitives.sequences import RandomBatches
+
+    lengths = torch.arange(1, 11)
+    sampler = RandomBatches(10, 64, seed=3, tokens_per_batch=12, lengths=lengths)
+    order = sampler._order.tolist()
+    batches, position = [], 0
+    while position < 10:
+        count = 1
+        while (position + count < 10 and (count + 1) * max(
+                lengths[order[position : position + count + 1]].tolist()) <= 12):
+            count += 1
+        batches.append(order[position : position + count])
+        position += count
+    drawn = [sampler.next_indices().tolist() for _ in batches]
+    assert drawn == batches
+    assert sorted(i for batch in drawn for i in batch) == list(range(10))
+    for batch in drawn:
+        assert len(batch) == 1 or len(batch) * max(lengths[batch].tolist()) <= 12
+    state = sampler.state_dict()
+    after = [sampler.next_indices().tolist() for _ in range(4)]  # into the next epoch
+    resumed = RandomBatches(10, 64, seed=99, tokens_per_batch=12, lengths=lengths)
+    resumed.load_state_dict(state)
+    assert [resumed.next_indices().tolist() for _ in range(4)] == after
+
+
+def test_token_budgets_need_lengths():
+    from baselines.primitives.sequences import RandomBatches
+
+    with pytest.raises(ValueError, match="one length per sentence"):
+        RandomBatches(10, 4, seed=0, tokens_per_batch=8)
+
+
+def test_gpt2_mle_counts_its_tokens_on_the_host(coco):
+    """The step's token count and batch width come from lengths kept on the host; they equal
+    the tokenizer's own counts (BPE tokens + EOS) of the sentences drawn, and a token-budgeted
+    step stays inside its budget of positions."""
+    from baselines.gpt2_mle import GPT2MLE
+    from bench.config import build_config
+    from bench.corpora import Corpus
+
+    corpus = Corpus("coco_300", coco.train[:300], coco.test[:50], coco.tokenization)
+    config = build_config(GPT2MLE.Config, {"n_layer": 1, "n_embd": 32, "n_head": 2,
+                                           "bpe_vocab_size": 300, "tokens_per_batch": 200})
+    variant = GPT2MLE(config, corpus, CPU, seed=0)
+    drawn = []
+    original = variant.batches.next_indices
+    variant.batches.next_indices = lambda: drawn.append(original()) or drawn[-1]
+    for _ in range(3):
+        report = variant.mle_step()
+        texts = [variant.corpus.train_text()[i] for i in drawn[-1].tolist()]
+        by_tokenizer = [len(ids) + 1 for ids in variant.tokenizer(
+            texts, add_special_tokens=False)["input_ids"]]
+        assert report.tokens == sum(by_tokenizer)
+        assert len(by_tokenizer) * max(by_tokenizer) <= 200
+        assert isinstance(report.nll, torch.Tensor) and report.nll.requires_grad is False
+
+
+# -- step values read in batches --------------------------------------------------------------
+
+
+def test_pending_step_values_are_the_items_in_step_order():
+    from bench.step_values import PendingSteps
+    from bench.variant import StepReport
+
+    pending = PendingSteps()
+    losses = [torch.tensor(v, dtype=torch.float32) for v in (2.5, 1.0 / 3.0, 7.25)]
+    for step, loss in enumerate(losses, start=1):
+        pending.add(step, StepReport(tokens=10, logs={"loss": loss, "phase": 1.0,
+                                                      "twice": loss * 2}, nll=loss,
+                                     nll_vocab_size=5))
+    pending.add(4, StepReport(tokens=10, logs={"d": 0.5}))
+    values = pending.drain()
+    assert len(pending) == 0
+    assert [v.step for v in values] == [1, 2, 3, 4]
+    for value, loss in zip(values, losses):
+        assert value.logs == {"loss": loss.item(), "phase": 1.0, "twice": (loss * 2).item()}
+        assert value.nll == loss.item() and value.nll_vocab_size == 5
+    assert values[3].logs == {"d": 0.5} and values[3].nll is None
+
+
+def test_a_divergence_found_late_names_its_own_step():
+    """Read at a sync point after later steps ran, a non-finite loss at step 2 still ends the
+    run as diverged at step 2 (not at the step the harness read it)."""
+    from bench.errors import Diverged
+    from bench.runner import TrainOutcome, _read_steps
+    from bench.step_values import PendingSteps
+    from bench.variant import StepReport
+
+    pending = PendingSteps()
+    for step, loss in enumerate((3.0, float("nan"), 2.0), start=1):
+        pending.add(step, StepReport(tokens=1, logs={"loss": torch.tensor(loss)},
+                                     nll=torch.tensor(loss), nll_vocab_size=100))
+    with pytest.raises(Diverged) as caught:
+        _read_steps(pending, TrainOutcome())
+    assert caught.value.step == 2 and "nan" in caught.value.reason
+    outcome = TrainOutcome()
+    pending.add(4, StepReport(tokens=1, logs={"loss": torch.tensor(1.5)}))
+    _read_steps(pending, outcome)
+    assert outcome.last_logs == {"loss": 1.5}
+
+
+# -- compiled training forward ----------------------------------------------------------------
+
+
+def test_a_compiled_gpt2_trains_as_the_eager_one(coco, monkeypatch):
+    """gpt2_mle with compile=true: the same losses and weights as eager after two steps (to
+    float rounding), while its generator keeps eager forward and state_dict keys. Compiled
+    with the aot_eager backend here (the captured graph, no C++ build); CUDA uses inductor."""
+    pytest.importorskip("torch._dynamo")
+    from baselines.gpt2_mle import GPT2MLE
+    from baselines.primitives import engine
+    from bench.config import build_config
+    from bench.corpora import Corpus
+
+    monkeypatch.setattr(engine, "COMPILE_BACKEND", "aot_eager")
+    torch._dynamo.reset()
+    corpus = Corpus("coco_200", coco.train[:200], coco.test[:20], coco.tokenization)
+    size = {"n_layer": 1, "n_embd": 32, "n_head": 2, "bpe_vocab_size": 300, "dropout": 0.0,
+            "batch_size": 16}
+    eager = GPT2MLE(build_config(GPT2MLE.Config, size), corpus, CPU, seed=0)
+    fast = GPT2MLE(build_config(GPT2MLE.Config, {**size, "compile": True}), corpus, CPU,
+                   seed=0)
+    assert eager.train_body is None
+    assert isinstance(fast.train_body, torch._dynamo.eval_frame.OptimizedModule)
+    for _ in range(2):
+        assert torch.allclose(eager.mle_step().nll, fast.mle_step().nll, atol=1e-6)
+    assert list(fast.generator.state_dict()) == list(eager.generator.state_dict())
+    for (name, a), b in zip(eager.generator.named_parameters(), fast.generator.parameters()):
+        assert torch.allclose(a, b, atol=1e-5), name

@@ -62,7 +62,8 @@ def test_curve_uses_the_table_n_and_reuses_its_samples():
     corpus = Corpus("hand", TRAIN * 10, TEST * 5, TOKENS)
     variant = PricedTokens(corpus.vocab)
     settings = EvalConfig(num_samples=12, temperatures=(0.5, 1.0), disc_acc=False,
-                          reference_metrics=False)
+                          reference_metrics=False,
+                          embedding_metrics=False)
     lines = io.StringIO()
     metrics, curve, _, _ = evaluate_variant(variant, corpus, settings, seed=0,
                                             progress=status_lines(lines))
@@ -79,7 +80,8 @@ def test_curve_with_its_own_n_labels_its_points():
     corpus = Corpus("hand", TRAIN * 10, TEST * 5, TOKENS)
     variant = PricedTokens(corpus.vocab)
     settings = EvalConfig(num_samples=12, curve_samples=6, temperatures=(1.0,),
-                          disc_acc=False, reference_metrics=False)
+                          disc_acc=False, reference_metrics=False,
+                          embedding_metrics=False)
     _, curve, _, _ = evaluate_variant(variant, corpus, settings, seed=0)
     assert variant.sampled == [(12, 1.0), (6, 1.0)]
     assert curve[0]["num_samples"] == 6
@@ -125,7 +127,8 @@ def test_oracle_curve_nll_per_temperature_from_the_nll_phase(oracle_corpus):
     variant = MLELSTM(MLELSTMConfig(embedding_dim=8, hidden_dim=8), corpus,
                       torch.device("cpu"), seed=0)
     settings = EvalConfig(num_samples=20, temperatures=(0.5, 1.0), disc_acc=False,
-                          reference_metrics=False)
+                          reference_metrics=False,
+                          embedding_metrics=False)
     metrics, curve, _, _ = evaluate_variant(variant, corpus, settings, seed=0)
     # Against an independent reference: the same weights stepped sentence by sentence in
     # float64 through torch's own LSTMCell, a whole log-softmax of logits / T per position.

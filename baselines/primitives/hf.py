@@ -287,14 +287,18 @@ class TokenBatch:
     def to(self, device: torch.device) -> TokenBatch:
         return TokenBatch(self.inputs.to(device), self.targets.to(device), self.mask.to(device))
 
-    def select(self, index: torch.Tensor) -> TokenBatch:
-        return TokenBatch(self.inputs[index], self.targets[index], self.mask[index]).trimmed()
+    def select(self, index: torch.Tensor, longest: int | None = None) -> TokenBatch:
+        """The rows ``index``, trimmed; ``longest`` (their longest counted length, when the
+        caller knows it on the host) spares the device a synchronisation to find it."""
+        return TokenBatch(self.inputs[index], self.targets[index],
+                          self.mask[index]).trimmed(longest)
 
-    def trimmed(self) -> TokenBatch:
+    def trimmed(self, longest: int | None = None) -> TokenBatch:
         """Cut the columns that are padding in every row (a batch is as wide as its longest;
         on CUDA rounded up to a few shapes, engine.bucket_width)."""
-        width = max(int(self.mask.sum(dim=1).max()), 1) if len(self) else 1
-        width = bucket_width(width, self.inputs.device, self.inputs.shape[1])
+        if longest is None:
+            longest = int(self.mask.sum(dim=1).max()) if len(self) else 1
+        width = bucket_width(max(longest, 1), self.inputs.device, self.inputs.shape[1])
         return TokenBatch(self.inputs[:, :width], self.targets[:, :width], self.mask[:, :width])
 
     def num_tokens(self) -> int:
@@ -320,9 +324,11 @@ def encode_texts(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], bos_i
 
 
 def token_log_probs(model: PreTrainedModel, batch: TokenBatch, temperature: float = 1.0,
-                    banned_ids: Sequence[int] = ()) -> torch.Tensor:
+                    banned_ids: Sequence[int] = (),
+                    body: torch.nn.Module | None = None) -> torch.Tensor:
     """log p(target | prefix) per position [N, W], float32, 0 where the mask is False
-    (``banned_ids`` removed from the softmax, as when sampling).
+    (``banned_ids`` removed from the softmax, as when sampling). ``body``: a GPT-2's
+    transformer to run instead of its own (the same weights compiled, engine.compiled).
 
     Right padding needs no attention mask: causal attention never looks at later positions.
     A GPT-2 projects and normalises the counted positions alone (its head is a plain linear
@@ -334,7 +340,8 @@ def token_log_probs(model: PreTrainedModel, batch: TokenBatch, temperature: floa
             logits = model(input_ids=batch.inputs).logits
         return masked_token_log_probs(logits, batch.targets, batch.mask, temperature)
     with autocast(batch.inputs.device):
-        hidden = model.transformer(input_ids=batch.inputs).last_hidden_state[batch.mask]
+        body = model.transformer if body is None else body
+        hidden = body(input_ids=batch.inputs).last_hidden_state[batch.mask]
     targets = batch.targets[batch.mask]
     if torch.is_grad_enabled():
         counted = head_log_probs(model.lm_head, hidden, targets, temperature, banned_ids)

@@ -65,20 +65,41 @@ def decode(vocab: Vocabulary, targets: torch.Tensor) -> list[list[str]]:
 
 
 class RandomBatches:
-    """Minibatches drawn with replacement-free epochs from a seeded generator (resumable)."""
+    """Minibatches drawn with replacement-free epochs from a seeded generator (resumable).
 
-    def __init__(self, size: int, batch_size: int, seed: int):
+    ``batch_size`` sentences a batch; or, with ``tokens_per_batch`` and the sentences'
+    ``lengths``, token-budgeted batches: sentences are taken in the epoch's order while the
+    batch's padded size (rows x its longest sentence) stays within ``tokens_per_batch`` (at
+    least one sentence), so that every step fills about the same, bounded shape whatever the
+    sentence lengths. A batch never spans two epochs."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, tokens_per_batch: int = 0,
+                 lengths: torch.Tensor | None = None):
+        if tokens_per_batch and (lengths is None or len(lengths) != size):
+            raise ValueError("tokens_per_batch needs one length per sentence")
         self.size, self.batch_size = size, min(batch_size, size)
+        self.tokens_per_batch = tokens_per_batch
+        self.lengths = lengths.cpu() if lengths is not None else None
         self.generator = torch.Generator().manual_seed(seed)
         self._order = torch.randperm(size, generator=self.generator)
         self._position = 0
 
+    def _count(self) -> int:
+        """Sentences in the next batch, from self._position."""
+        if not self.tokens_per_batch:
+            return self.batch_size
+        ahead = self.lengths[self._order[self._position :]]
+        longest, _ = torch.cummax(ahead, dim=0)
+        padded = longest * torch.arange(1, len(ahead) + 1)
+        return max(1, int((padded <= self.tokens_per_batch).sum()))
+
     def next_indices(self) -> torch.Tensor:
-        if self._position + self.batch_size > self.size:
+        if self._position + (1 if self.tokens_per_batch else self.batch_size) > self.size:
             self._order = torch.randperm(self.size, generator=self.generator)
             self._position = 0
-        index = self._order[self._position : self._position + self.batch_size]
-        self._position += self.batch_size
+        count = self._count()
+        index = self._order[self._position : self._position + count]
+        self._position += count
         return index
 
     def state_dict(self) -> dict:
