@@ -275,8 +275,9 @@ class GPT2BertGAN(GPT2MLE):
         return Rollout(samples, fakes, rewards, advantages, reference_log_probs, None,
                        config.ppo_epochs)
 
-    def generator_policy_step(self, rollout: Rollout) -> dict[str, float]:
-        """One generator update on the rollout's clipped surrogate + KL penalty."""
+    def generator_policy_step(self, rollout: Rollout) -> dict[str, torch.Tensor]:
+        """One generator update on the rollout's clipped surrogate + KL penalty; its logs are
+        tensors, read by the harness a few steps at a time (bench.step_values)."""
         config = self.config
         # Sampled actions only (not the EOS forced at the cap), with the log-probs of the
         # distribution sampled from (the banned special tokens removed).
@@ -291,11 +292,11 @@ class GPT2BertGAN(GPT2MLE):
         pg_loss, clipped = policy.clipped_surrogate_loss(
             log_probs, rollout.old_log_probs, rollout.advantages, batch.mask, config.ppo_clip)
         loss = pg_loss
-        logs = {"train/g_pg_loss": pg_loss.item(), "train/clip_fraction": clipped.item()}
+        logs = {"train/g_pg_loss": pg_loss.detach(), "train/clip_fraction": clipped.detach()}
         if rollout.reference_log_probs is not None:
             kl = policy.kl_penalty(log_probs, rollout.reference_log_probs, batch.mask)
             loss = loss + config.kl_coef * kl
-            logs["train/kl"] = kl.item()
+            logs["train/kl"] = kl.detach()
         self.g_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         distributed.average_gradients(self.generator.parameters())
@@ -321,7 +322,7 @@ class GPT2BertGAN(GPT2MLE):
         pieces = self.encode_for_discriminator(texts)
         return int(pieces.attention_mask.sum()) * self.discriminator_flops_per_token()
 
-    def discriminator_step(self, fakes) -> tuple[dict[str, float], int]:
+    def discriminator_step(self, fakes) -> tuple[dict[str, torch.Tensor], int]:
         """One update on a batch of real training sentences against as many generated ones;
         returns its logs and the word pieces it processed."""
         hf = self.hf
@@ -342,7 +343,7 @@ class GPT2BertGAN(GPT2MLE):
             torch.nn.utils.clip_grad_norm_(self.discriminator.parameters(),
                                            self.config.grad_clip)
         self.d_optimizer.step()
-        logs = {"train/d_loss": loss.item(), "train/d_acc": accuracy.item()}
+        logs = {"train/d_loss": loss.detach(), "train/d_acc": accuracy.detach()}
         return logs, int(reals.attention_mask.sum() + fakes.attention_mask.sum())
 
     def discriminator_warmup_step(self) -> StepReport:
@@ -367,8 +368,8 @@ class GPT2BertGAN(GPT2MLE):
             raise StepAbandoned
         self.rollout = rollout
         logs = self.generator_policy_step(rollout)
-        logs["train/reward_mean"] = rollout.rewards.mean().item()
-        logs["train/reward_std"] = rollout.rewards.std(unbiased=False).item()
+        logs["train/reward_mean"] = rollout.rewards.mean()
+        logs["train/reward_std"] = rollout.rewards.std(unbiased=False)
         tokens = rollout.samples.num_tokens()
         g_flops = self.generator_flops_per_token()
         d_flops = self.discriminator_flops_per_token()

@@ -320,8 +320,11 @@ def display_table(table: pd.DataFrame, short: dict[str, str] | None = None) -> p
     for metric in metrics:
         cells = []
         for index, row in table.iterrows():
+            digits = CELL_DIGITS.get(metric)
+            if digits == 1 and float(row[metric]).is_integer():
+                digits = 0  # a count every seed agrees on: 30, not 30.0
             cell = _format_cell(row[metric], row[f"{metric}_low"], row[f"{metric}_high"],
-                                CELL_DIGITS.get(metric))
+                                digits)
             cells.append(f"**{cell}**" if (index, metric) in marks else cell)
         shown[column_heading(metric)] = cells
     return shown

@@ -250,3 +250,18 @@ def test_plotted_intervals_stop_at_each_metrics_range():
     assert flat(clipped_error("disc_acc", 0.98, 0.05)) == pytest.approx([0.05, 0.02])
     assert flat(clipped_error("nll_test", 4.0, 0.5)) == pytest.approx([0.5, 0.5])
     assert clipped_error("bleu_5", 0.3, float("nan")) is None  # one seed: no interval
+
+
+def test_counts_read_as_whole_numbers_in_markdown_and_html(tmp_path, capsys):
+    """Steps every seed agrees on read "10", not "10.0"; a mean of unequal counts keeps one
+    decimal (10, 11, 13 -> 11.3)."""
+    records = [fake_record("a", s, 0.3) for s in range(2)]
+    records += [fake_record("b", s, 0.2) for s in range(3)]
+    for record, steps in zip(records[2:], (10, 11, 13)):
+        record["budget"]["steps"] = steps
+    write_runs(tmp_path, records)
+    assert main(["report", str(tmp_path), "--no-plots"]) == 0
+    capsys.readouterr()
+    html = (tmp_path / "report.html").read_text()
+    assert "<td>10 ± 0</td>" in html and "10.0" not in html
+    assert "11.3 ± " in html and "11.3 ± " in (tmp_path / "results.md").read_text()
