@@ -322,21 +322,20 @@ def _resume(run: PreparedRun, options: RunOptions, variant: Variant,
 
 
 def _count_step(run: PreparedRun, clock: BudgetClock, report: StepReport,
-                pending: PendingSteps) -> list[StepValues]:
+                pending: PendingSteps, outcome: TrainOutcome) -> None:
     """Charge one step to the clock and queue its values (bench.step_values). A single process
     reads them later, at its sync points; data-parallel ranks read them now, since every rank
     must stop at the same step when any diverges (raises Diverged on every rank)."""
     pending.add(clock.steps + 1, report)
-    tokens, flops = report.tokens, report.flops
-    if run.world.size == 1:
-        clock.record_step(int(tokens), flops, report.generator_updates,
-                          report.discriminator_updates)
-        return []
-    values = pending.drain()
-    bad, _ = _first_divergence(values)
-    # The budget counts the work of all ranks.
-    tokens, flops, ranks_bad = distributed.sum_over_ranks([tokens, flops,
-                                                            float(bad is not None)])
+    tokens, flops, bad, ranks_bad = report.tokens, report.flops, None, 0.0
+    if run.world.size > 1:
+        values = pending.drain()
+        bad, _ = _first_divergence(values)
+        # The budget counts the work of all ranks.
+        tokens, flops, ranks_bad = distributed.sum_over_ranks([tokens, flops,
+                                                                float(bad is not None)])
+        if not bad:
+            outcome.last_logs = values[-1].logs
     clock.record_step(int(tokens), flops, report.generator_updates,
                       report.discriminator_updates)
     if bad:
@@ -344,7 +343,6 @@ def _count_step(run: PreparedRun, clock: BudgetClock, report: StepReport,
     if ranks_bad:
         raise Diverged("a training log is not finite, or a loss diverged, on another "
                        "data-parallel rank")
-    return values
 
 
 def _first_divergence(values: list[StepValues]) -> tuple[str | None, int | None]:
@@ -358,16 +356,15 @@ def _first_divergence(values: list[StepValues]) -> tuple[str | None, int | None]
     return None, None
 
 
-def _read_steps(pending: PendingSteps, outcome: TrainOutcome) -> list[StepValues]:
-    """The pending steps' values, checked in step order (raises Diverged at the first bad
-    one); the last one's logs become the outcome's."""
+def _read_steps(pending: PendingSteps, outcome: TrainOutcome) -> None:
+    """Read the pending steps' values and check them in step order (raises Diverged at the
+    first bad one); the last one's logs become the outcome's."""
     values = pending.drain()
     bad, step = _first_divergence(values)
     if bad:
         raise Diverged(bad, step)
     if values:
         outcome.last_logs = values[-1].logs
-    return values
 
 
 def _log_step(log_handle, clock: BudgetClock, logs: dict[str, float]) -> None:
@@ -412,9 +409,7 @@ def _train_loop(run: PreparedRun, options: RunOptions, variant: Variant, clock: 
                 report = variant.train_step(progress)
             except StepAbandoned:
                 break  # the budget ran out inside the step; its partial work is dropped
-            read_now = _count_step(run, clock, report, pending)
-            if read_now:
-                outcome.last_logs = read_now[-1].logs
+            _count_step(run, clock, report, pending, outcome)
             if main and (clock.steps % options.log_every == 0 or clock.steps == 1):
                 _read_steps(pending, outcome)
                 _log_step(log_handle, clock, outcome.last_logs)

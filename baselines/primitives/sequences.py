@@ -88,7 +88,9 @@ class RandomBatches:
         """Sentences in the next batch, from self._position."""
         if not self.tokens_per_batch:
             return self.batch_size
-        ahead = self.lengths[self._order[self._position :]]
+        # Every sentence holds at least one token: no batch is longer than the budget.
+        ahead = self.lengths[self._order[self._position : self._position
+                                         + self.tokens_per_batch]]
         longest, _ = torch.cummax(ahead, dim=0)
         padded = longest * torch.arange(1, len(ahead) + 1)
         return max(1, int((padded <= self.tokens_per_batch).sum()))
