@@ -172,14 +172,14 @@ class GPT2MLE(Variant):
     def mle_step(self) -> StepReport:
         """One teacher-forcing step on a random batch of training sentences."""
         indices = distributed.shard(self.batches.next_indices())
-        lengths = self.train_lengths[indices]
         # Sentences longer than the model's positions (a pretrained model with a short
-        # context) are cut; the fresh model always has room.
-        longest = min(int(lengths.max()), self.positions)
-        batch = self.train_data.select(indices.to(self.device), longest)
+        # context) are cut; the fresh model always has room. Host-side lengths size and count
+        # the batch: the step never waits on the device.
+        batch = self.train_data.select(indices.to(self.device), self.train_lengths[indices],
+                                       limit=self.positions)
         self.generator.train()
         log_probs = self.hf.token_log_probs(self.generator, batch, body=self.train_body)
-        num_tokens = int(lengths.clamp(max=self.positions).sum())
+        num_tokens = batch.num_tokens()
         loss, nll = self.training_loss(log_probs, num_tokens)
         self._set_learning_rate(self.optimizer, self.config.learning_rate, self.mle_steps,
                                 self.config.warmup_steps)
@@ -256,7 +256,8 @@ class GPT2MLE(Variant):
         from baselines.primitives.sampler_mask import SamplerMask
 
         self.generator.eval()
-        totals, num_tokens = [0.0] * len(temperatures), 0
+        totals: list = [0.0] * len(temperatures)  # device tensors after the first batch
+        num_tokens = 0
         sampler_mask = SamplerMask(self.banned_ids, self.utf8_guard())
         if sentences:
             encoded = self.hf.encode_texts(self.tokenizer,
@@ -273,15 +274,15 @@ class GPT2MLE(Variant):
             while start < len(order):
                 rows = order[start : start + max(1, batch_tokens // int(lengths[order[start]]))]
                 rows = rows[: max(1, batch_tokens // int(lengths[rows[-1]]))]  # its longest
-                batch = self.hf.TokenBatch(encoded.inputs[rows], encoded.targets[rows],
-                                           encoded.mask[rows]).trimmed().to(self.device)
+                # Built and counted on the host: the device is read once, at the end.
+                batch = encoded.select(rows, lengths[rows]).to(self.device)
                 sums = self.hf.nll_sums(self.generator, batch, self.positions, temperatures,
                                         head, sampler_mask)
                 totals = [total + part for total, part in zip(totals, sums)]
                 num_tokens += batch.num_tokens()
                 start += len(rows)
         num_words = sum(len(s) + 1 for s in sentences)
-        return [NLLResult(total, num_tokens, num_words,
+        return [NLLResult(float(total), num_tokens, num_words,
                           sampler_mask.total if temperature == 1.0 else None)
                 for total, temperature in zip(totals, temperatures)]
 

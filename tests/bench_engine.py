@@ -108,11 +108,20 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="config KEY=VALUE")
     parser.add_argument("--compile", action="store_true", help="compile both sides")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sampling", action="store_true",
+                        help="time sampling 1,000 sentences instead: fixed-shape (a CUDA graph "
+                             "on CUDA) against row-dropping decoding")
+    parser.add_argument("--syncs", action="store_true",
+                        help="count host-device synchronisations instead (CUDA only)")
     args = parser.parse_args()
     overrides = {**SIZE, **dict(item.split("=", 1) for item in args.set),
                  "compile": args.compile}
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     variant = GPT2MLE(build_config(GPT2MLE.Config, overrides), load_corpus("coco"), device, 0)
+    if args.sampling:
+        return time_sampling(variant, args.rounds)
+    if args.syncs:
+        return count_syncs(variant)
     bare = BareLoop(variant, compile_model=args.compile)
     sides = {"ours": variant.mle_step,
              "bare": lambda: bare.step(variant.batches.next_indices())}
@@ -126,6 +135,82 @@ def main() -> None:
     ours, ref = (statistics.median(times[name]) for name in sides)
     print(f"{torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}: ours "
           f"{ours:.1f} ms/step, bare loop {ref:.1f} ms/step, ratio {ours / ref:.3f}")
+
+
+def time_sampling(variant, rounds: int, n: int = 1000) -> None:
+    """Median ms to sample ``n`` sentences at T = 1 (as evaluation does: the UTF-8 guard and
+    banned ids, one batch), each decoding path, in interleaved rounds; and how many rows both
+    drew alike from the same seed."""
+    import statistics
+    import time
+
+    from baselines.primitives import hf
+
+    model = variant.generator.eval()
+    prompts = variant.bos_prompts(n)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    drawn = {}
+    for round_ in range(rounds + 1):
+        for fixed_shape in times:
+            rng = torch.Generator(device=variant.device).manual_seed(0)
+            started = time.perf_counter()
+            samples = hf.sample_tokens(model, prompts, variant.max_new_tokens, variant.eos_id,
+                                       1.0, rng, variant.banned_ids,
+                                       utf8_guard=variant.utf8_guard(), fixed_shape=fixed_shape)
+            tokens = samples.tokens.cpu()  # waits for the device
+            if round_:
+                times[fixed_shape].append((time.perf_counter() - started) * 1000)
+            drawn[fixed_shape] = tokens
+    dropping, fixed = (statistics.median(times[k]) for k in (False, True))
+    # Rows drawn alike; a row may differ where float rounding moved a cdf boundary.
+    width = min(drawn[False].shape[1], drawn[True].shape[1])
+    same = int((drawn[False][:, :width] == drawn[True][:, :width]).all(dim=1).sum())
+    name = torch.cuda.get_device_name() if variant.device.type == "cuda" else "cpu"
+    print(f"{name}: sampling {n} sentences: fixed-shape {fixed:.0f} ms, dropping rows "
+          f"{dropping:.0f} ms, rows drawn alike {same}/{n}")
+
+
+def cuda_syncs(work) -> int:
+    """The synchronising CUDA calls ``work()`` makes (CUDA's sync debug mode)."""
+    import warnings
+
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            work()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def count_syncs(variant, syncs=cuda_syncs) -> dict[str, int]:
+    """How often each piece of work makes the host wait for the device: 3 MLE steps,
+    sampling 200 sentences each way, NLL of 500 test sentences."""
+    from baselines.primitives import hf
+
+    if syncs is cuda_syncs and variant.device.type != "cuda":
+        print("cpu: synchronisations are counted on CUDA only")
+        return {}
+
+    variant.mle_step()  # warm-up: first-call allocations
+    model, prompts = variant.generator, variant.bos_prompts(200)
+
+    def sample(fixed_shape: bool):
+        return lambda: hf.sample_tokens(
+            model.eval(), prompts, variant.max_new_tokens, variant.eos_id, 1.0,
+            torch.Generator(device=variant.device).manual_seed(0), variant.banned_ids,
+            utf8_guard=variant.utf8_guard(), fixed_shape=fixed_shape)
+
+    counts = {"3 mle steps": syncs(lambda: [variant.mle_step() for _ in range(3)]),
+              "sampling 200, fixed shape": syncs(sample(True)),
+              "sampling 200, dropping rows": syncs(sample(False)),
+              "nll of 500 test sentences": syncs(
+                  lambda: variant.token_nll(variant.corpus.test[:500]))}
+    name = torch.cuda.get_device_name() if variant.device.type == "cuda" else "cpu"
+    print(f"{name}: synchronisations {counts} (max_new_tokens {variant.max_new_tokens})")
+    return counts
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def gpt2_sample_reference(model, prompts, max_new_tokens, eos_id, temperature, g
     return tokens[:, :width], torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
 
 
-@pytest.mark.parametrize("stepper", ["static", "model_cache"])
+@pytest.mark.parametrize("stepper", ["static", "model_cache", "fixed_shape"])
 def test_gpt2_sampling_draws_what_full_batch_decoding_drew(stepper, monkeypatch):
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -97,11 +97,13 @@ def test_gpt2_sampling_draws_what_full_batch_decoding_drew(stepper, monkeypatch)
     with torch.no_grad():
         model.lm_head.weight[eos] += 0.3  # rows end at many different steps
     if stepper == "model_cache":
-        monkeypatch.setattr(hf, "next_token_stepper", lambda m, n, length: ModelCacheStepper(m))
+        monkeypatch.setattr(hf, "next_token_stepper",
+                            lambda m, n, length, fixed_shape: ModelCacheStepper(m))
     prompts = torch.tensor([[eos, 5]] * 64)
     expected_tokens, expected_mask = gpt2_sample_reference(
         model, prompts, 20, eos, 1.0, torch.Generator().manual_seed(2))
-    got = hf.sample_tokens(model, prompts, 20, eos, 1.0, torch.Generator().manual_seed(2))
+    got = hf.sample_tokens(model, prompts, 20, eos, 1.0, torch.Generator().manual_seed(2),
+                           fixed_shape=stepper == "fixed_shape")
     lengths = expected_mask.sum(dim=1)
     assert lengths.min() < 5 and lengths.max() > 12
     assert torch.equal(got.tokens, expected_tokens)
@@ -146,10 +148,12 @@ def test_gpt2_nll_at_every_temperature_from_one_pass_equals_the_full_forward(mon
     temperatures = (1.0, 0.7, 1.3)
     with torch.no_grad():
         logits = model(input_ids=inputs).logits.double()
-    for temperature, got in zip(temperatures, hf.nll_sums(model, batch, 32, temperatures)):
+    for temperature, got in zip(temperatures, map(float, hf.nll_sums(model, batch, 32,
+                                                                     temperatures))):
         picked = torch.log_softmax(logits / temperature, -1).gather(
             -1, targets.unsqueeze(-1)).squeeze(-1)
         assert got == pytest.approx(-float(picked[mask].sum()), rel=1e-6)
-    for temperature, got in zip(temperatures, hf.nll_sums(model, batch, 6, temperatures)):
+    for temperature, got in zip(temperatures, map(float, hf.nll_sums(model, batch, 6,
+                                                                     temperatures))):
         expected = -float(hf.windowed_token_log_probs(model, batch, 6, temperature).sum())
         assert got == pytest.approx(expected, rel=1e-6)

@@ -161,3 +161,31 @@ def test_in_place_cross_entropy_equals_torch_cross_entropy():
     (grad,) = torch.autograd.grad(loss, weight)
     assert torch.allclose(loss, expected, atol=1e-6)
     assert torch.allclose(grad, expected_grad, atol=1e-6)
+
+
+def test_gpt2_token_log_probs_from_a_host_count_equal_the_full_projection():
+    """A batch selected with host-side lengths carries its count (counted by hand here: the
+    lengths clamped to the limit), gathers the counted positions with nonzero_static, and
+    gives the full projection's log-probs and gradients."""
+    from baselines.primitives import hf
+    from baselines.primitives.hf_policy import masked_token_log_probs
+
+    torch.manual_seed(0)
+    model = hf.build_gpt2(50, n_layer=1, n_embd=16, n_head=2, n_positions=16, dropout=0.0,
+                          end_of_text_id=0)
+    lengths = torch.tensor([3, 7, 1, 6])
+    data = hf.TokenBatch(torch.randint(1, 50, (4, 9)), torch.randint(1, 50, (4, 9)),
+                         torch.arange(9).unsqueeze(0) < lengths.unsqueeze(1))
+    index = torch.tensor([2, 1, 0])
+    batch = data.select(index, lengths[index], limit=5)
+    assert batch.counted == 1 + 5 + 3 and batch.inputs.shape == (3, 5)
+    assert batch.num_tokens() == int(batch.mask.sum())
+    expected = masked_token_log_probs(model(input_ids=batch.inputs).logits, batch.targets,
+                                      batch.mask, 1.0)
+    expected_grads = gradients(model, expected.sum())
+    log_probs = hf.token_log_probs(model, batch)
+    grads = gradients(model, log_probs.sum())
+    assert torch.allclose(log_probs, expected, atol=1e-5)
+    assert torch.all(log_probs[~batch.mask] == 0)
+    for name, grad in expected_grads.items():
+        assert torch.allclose(grads[name], grad, atol=1e-5), name

@@ -275,34 +275,54 @@ def save_pretrained(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast,
 @dataclass
 class TokenBatch:
     """inputs [BOS, t1..tL, pad..], targets [t1..tL, EOS, pad..], mask True on targets that
-    count (tokens and EOS); all [N, W]."""
+    count (tokens and EOS); all [N, W]. ``counted``: how many mask positions are True, when
+    the caller knows it on the host (token_log_probs then gathers them without waiting on the
+    device)."""
 
     inputs: torch.Tensor
     targets: torch.Tensor
     mask: torch.Tensor
+    counted: int | None = None
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
 
     def to(self, device: torch.device) -> TokenBatch:
-        return TokenBatch(self.inputs.to(device), self.targets.to(device), self.mask.to(device))
+        return TokenBatch(self.inputs.to(device), self.targets.to(device), self.mask.to(device),
+                          self.counted)
 
-    def select(self, index: torch.Tensor, longest: int | None = None) -> TokenBatch:
-        """The rows ``index``, trimmed; ``longest`` (their longest counted length, when the
-        caller knows it on the host) spares the device a synchronisation to find it."""
-        return TokenBatch(self.inputs[index], self.targets[index],
-                          self.mask[index]).trimmed(longest)
+    def select(self, index: torch.Tensor, lengths: torch.Tensor | None = None,
+               limit: int | None = None) -> TokenBatch:
+        """The rows ``index``, trimmed. ``lengths``: their counted lengths, kept on the host
+        by the caller (they size and count the batch with no device synchronisation);
+        ``limit``: positions past it are cut (a model with fewer positions)."""
+        rows = TokenBatch(self.inputs[index], self.targets[index], self.mask[index])
+        if lengths is None:
+            return rows.trimmed()
+        cut = lengths.clamp(max=limit) if limit is not None else lengths
+        rows.counted = int(cut.sum())
+        return rows.trimmed(int(cut.max()) if len(cut) else 1)
 
     def trimmed(self, longest: int | None = None) -> TokenBatch:
         """Cut the columns that are padding in every row (a batch is as wide as its longest;
-        on CUDA rounded up to a few shapes, engine.bucket_width)."""
+        on CUDA rounded up to a few shapes, engine.bucket_width); ``longest`` (known on the
+        host) spares the device a synchronisation to find it."""
         if longest is None:
             longest = int(self.mask.sum(dim=1).max()) if len(self) else 1
         width = bucket_width(max(longest, 1), self.inputs.device, self.inputs.shape[1])
-        return TokenBatch(self.inputs[:, :width], self.targets[:, :width], self.mask[:, :width])
+        return TokenBatch(self.inputs[:, :width], self.targets[:, :width], self.mask[:, :width],
+                          self.counted)
 
     def num_tokens(self) -> int:
-        return int(self.mask.sum())
+        return self.counted if self.counted is not None else int(self.mask.sum())
+
+    def counted_positions(self) -> torch.Tensor:
+        """Flat indices (row-major) of the counted targets; from ``counted`` without a wait on
+        the device (nonzero_static), else by a nonzero that waits for it."""
+        flat = self.mask.flatten()
+        if self.counted is None:
+            return flat.nonzero().squeeze(1)
+        return torch.nonzero_static(flat, size=self.counted).squeeze(1)
 
 
 def encode_texts(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], bos_id: int,
@@ -339,10 +359,11 @@ def token_log_probs(model: PreTrainedModel, batch: TokenBatch, temperature: floa
         with autocast(batch.inputs.device):
             logits = model(input_ids=batch.inputs).logits
         return masked_token_log_probs(logits, batch.targets, batch.mask, temperature)
+    positions = batch.counted_positions()
     with autocast(batch.inputs.device):
         body = model.transformer if body is None else body
-        hidden = body(input_ids=batch.inputs).last_hidden_state[batch.mask]
-    targets = batch.targets[batch.mask]
+        hidden = body(input_ids=batch.inputs).last_hidden_state.flatten(0, 1)[positions]
+    targets = batch.targets.flatten()[positions]
     if torch.is_grad_enabled():
         counted = head_log_probs(model.lm_head, hidden, targets, temperature, banned_ids)
     else:  # evaluation: in row chunks, so that no [tokens, V] logits tensor is ever whole
@@ -351,8 +372,8 @@ def token_log_probs(model: PreTrainedModel, batch: TokenBatch, temperature: floa
                            targets[i : i + HEAD_CHUNK_ROWS], temperature, banned_ids)
             for i in range(0, len(targets), HEAD_CHUNK_ROWS)]) if len(targets) else \
             torch.zeros(0, device=hidden.device)
-    out = torch.zeros(batch.targets.shape, dtype=torch.float32, device=counted.device)
-    return out.masked_scatter(batch.mask, counted.float())
+    out = torch.zeros(batch.targets.numel(), dtype=torch.float32, device=counted.device)
+    return out.index_copy(0, positions, counted.float()).view(batch.targets.shape)
 
 
 # Rows of hidden states projected at once by evaluation's head: 2,048 x V = 4,000 logits are
@@ -406,27 +427,37 @@ def windowed_token_log_probs(model: PreTrainedModel, batch: TokenBatch, window: 
 @torch.no_grad()
 def nll_sums(model: PreTrainedModel, batch: TokenBatch, window: int,
              temperatures: Sequence[float], head: Head | None = None,
-             sampler_mask: SamplerMask | None = None) -> list[float]:
+             sampler_mask: SamplerMask | None = None) -> list[torch.Tensor]:
     """Sum over the counted targets of -log p(target | prefix) with the logits divided by each
-    temperature: one pass of the transformer for all of them (windows as in
-    windowed_token_log_probs), the head in NLL_HEAD_CHUNK_ROWS chunks. ``head``: the model's
-    aligned_head, built once by a caller that scores many batches. ``sampler_mask``: also adds
-    the T = 1 mass on the tokens the sampler masks to its total (GPT-2 models only)."""
+    temperature, as 0-d float64 tensors on the batch's device (read them once, after the last
+    batch: nothing here waits on the device when the batch carries its count). One pass of the
+    transformer for all temperatures (windows as in windowed_token_log_probs), the head in
+    NLL_HEAD_CHUNK_ROWS chunks. ``head``: the model's aligned_head, built once by a caller that
+    scores many batches. ``sampler_mask``: also adds the T = 1 mass on the tokens the sampler
+    masks to its total (GPT-2 models only)."""
+    device = batch.inputs.device
     if not isinstance(model, GPT2LMHeadModel):
-        return [-float(windowed_token_log_probs(model, batch, window, temperature).sum())
+        return [-windowed_token_log_probs(model, batch, window, temperature).sum().double()
                 for temperature in temperatures]
     head = head if head is not None else aligned_head(model.lm_head)
-    totals = [0.0] * len(temperatures)
+    totals = [torch.zeros((), dtype=torch.float64, device=device) for _ in temperatures]
     states = sampler_mask.states(batch.targets) if sampler_mask is not None else None
     width, scored_until = batch.inputs.shape[1], 0
     for begin in range(0, width, max(window // 2, 1)):
         end = min(begin + window, width)
-        with autocast(batch.inputs.device):
+        with autocast(device):
             hidden = model.transformer(input_ids=batch.inputs[:, begin:end]).last_hidden_state
-        counted = batch.mask[:, scored_until:end]
-        hidden = hidden[:, scored_until - begin :][counted]
-        targets = batch.targets[:, scored_until:end][counted]
-        counted_states = states[:, scored_until:end][counted] if states is not None else None
+        if begin == 0 and end == width:  # one window: the counted positions from the count
+            positions = batch.counted_positions()
+            hidden = hidden.flatten(0, 1)[positions]
+            targets = batch.targets.flatten()[positions]
+            counted_states = states.flatten()[positions] if states is not None else None
+        else:
+            counted = batch.mask[:, scored_until:end]
+            hidden = hidden[:, scored_until - begin :][counted]
+            targets = batch.targets[:, scored_until:end][counted]
+            counted_states = (states[:, scored_until:end][counted] if states is not None
+                              else None)
         for first in range(0, len(targets), NLL_HEAD_CHUNK_ROWS):
             rows = slice(first, first + NLL_HEAD_CHUNK_ROWS)
             with autocast(hidden.device):
@@ -437,8 +468,7 @@ def nll_sums(model: PreTrainedModel, batch: TokenBatch, window: int,
                                  else counted_states[rows])
             for k, temperature in enumerate(temperatures):
                 scaled = logits if temperature == 1.0 else logits / temperature
-                totals[k] += float(F.cross_entropy(
-                    scaled, targets[rows], reduction="sum"))
+                totals[k] += F.cross_entropy(scaled, targets[rows], reduction="sum").double()
         scored_until = end
         if end == width:
             break
@@ -480,55 +510,123 @@ class Samples:
 @torch.no_grad()
 def sample_tokens(model: PreTrainedModel, prompts: torch.Tensor, max_new_tokens: int,
                   eos_id: int, temperature: float, generator: torch.Generator,
-                  banned_ids: Sequence[int] = (), utf8_guard: Utf8Guard | None = None
-                  ) -> Samples:
+                  banned_ids: Sequence[int] = (), utf8_guard: Utf8Guard | None = None,
+                  fixed_shape: bool | None = None) -> Samples:
     """Continuations of ``prompts`` [N, P] (each starting with BOS), one token per step with the
-    KV cache; EOS is forced after ``max_new_tokens``. A row that has ended leaves the batch
-    (with its cache entries), so each step costs only the rows still decoding; the draws are
-    those of decoding every row to the end (draw_categorical's ``active``).
+    KV cache; EOS is forced after ``max_new_tokens``. On a CPU a row that has ended leaves the
+    batch (with its cache entries), so each step costs only the rows still decoding; with a
+    fixed-shape stepper (``fixed_shape``, the default on CUDA) every row decodes to the end
+    and the loop reads nothing from the device but a check every END_CHECK_EVERY tokens.
+    Either way the draws are those of decoding every row to the end (draw_categorical's
+    ``active``), so both give the same samples.
     ``generator`` seeds the draws (model.generate takes no torch.Generator, hence this loop).
     ``utf8_guard`` (byte-level BPE): only tokens that keep each row decodable as UTF-8."""
-    device = prompts.device
     n = prompts.shape[0]
+    # The last sampled token and the forced EOS are never fed back to the model.
+    next_logits = next_token_stepper(model, n, prompts.shape[1] + max(max_new_tokens - 1, 0),
+                                     fixed_shape)
+    chooser = TokenChooser(next_logits, max_new_tokens, temperature, generator, banned_ids,
+                           utf8_guard, n, prompts.device)
+    if getattr(next_logits, "fixed_rows", False):
+        tokens, lengths = _decode_fixed_rows(chooser, prompts, max_new_tokens, eos_id)
+    else:
+        tokens, lengths = _decode_dropping_rows(chooser, prompts, max_new_tokens, eos_id)
+    width = int(lengths.max())
+    mask = torch.arange(width, device=prompts.device).unsqueeze(0) < lengths.unsqueeze(1)
+    return Samples(prompts, tokens[:, :width], mask)
+
+
+# Fixed-shape decoding looks at the device (have all rows ended?) once per this many tokens:
+# a read per token would stall the host on every step; the extra steps after the last row ends
+# draw nothing that is kept.
+END_CHECK_EVERY = 8
+
+
+class TokenChooser:
+    """One sampling step's token choice: the stepper's logits, banned ids and the UTF-8 guard
+    removed, the temperature applied, one draw per row (the same for any set of live rows)."""
+
+    def __init__(self, next_logits, max_new_tokens: int, temperature: float,
+                 generator: torch.Generator, banned_ids: Sequence[int],
+                 utf8_guard: Utf8Guard | None, n: int, device: torch.device):
+        self.next_logits, self.max_new_tokens = next_logits, max_new_tokens
+        self.temperature, self.generator = temperature, generator
+        self.banned, self.utf8_guard = list(banned_ids), utf8_guard
+        # One decoder state per row decoding (byte-level BPE), None without the guard.
+        self.utf8_states = utf8_guard.start(n) if utf8_guard is not None else None
+        self.device = device
+
+    def __call__(self, step_input: torch.Tensor, step: int,
+                 active: torch.Tensor | None) -> torch.Tensor:
+        with autocast(self.device):
+            logits = self.next_logits(step_input).float()
+        if self.banned:
+            logits[:, self.banned] = -float("inf")
+        if self.utf8_guard is not None:
+            logits = self.utf8_guard.mask_logits(logits, self.utf8_states,
+                                                 self.max_new_tokens - 1 - step)
+        if self.temperature != 1.0:  # logits / 1 is logits: no pass over [rows, V] for it
+            logits = logits / self.temperature
+        return draw_categorical(torch.softmax(logits, dim=-1), self.generator, active)
+
+    def advance(self, tokens: torch.Tensor, keep: torch.Tensor | None = None) -> None:
+        """The UTF-8 states after ``tokens``, then only the rows ``keep``."""
+        if self.utf8_states is not None:
+            self.utf8_states = self.utf8_guard.advance(self.utf8_states, tokens)
+            if keep is not None:
+                self.utf8_states = self.utf8_states[keep]
+
+
+def _decode_dropping_rows(choose: TokenChooser, prompts: torch.Tensor, max_new_tokens: int,
+                          eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sampled tokens [N, max_new + 1] and lengths [N]; ended rows leave the batch."""
+    device, n = prompts.device, prompts.shape[0]
     tokens = torch.full((n, max_new_tokens + 1), eos_id, dtype=torch.long, device=device)
     lengths = torch.full((n,), max_new_tokens + 1, dtype=torch.long, device=device)
     rows = torch.arange(n, device=device)  # batch rows still decoding
     active = torch.ones(n, dtype=torch.bool, device=device)
     step_input = prompts
-    # The last sampled token and the forced EOS are never fed back to the model.
-    next_logits = next_token_stepper(model, n, prompts.shape[1] + max(max_new_tokens - 1, 0))
-    banned = list(banned_ids)
-    # One decoder state per row still decoding (byte-level BPE), None without the guard.
-    utf8_states = utf8_guard.start(n) if utf8_guard is not None else None
     for step in range(max_new_tokens):
-        with autocast(device):
-            logits = next_logits(step_input).float()
-        if banned:
-            logits[:, banned] = -float("inf")
-        if utf8_guard is not None:
-            logits = utf8_guard.mask_logits(logits, utf8_states, max_new_tokens - 1 - step)
-        if temperature != 1.0:  # logits / 1 is logits: no pass over [rows, V] for it
-            logits = logits / temperature
-        next_token = draw_categorical(torch.softmax(logits, dim=-1), generator, active)
+        next_token = choose(step_input, step, active)
         tokens[rows, step] = next_token
         ended = next_token == eos_id
         lengths[rows[ended]] = step + 1
         # One host sync per token; it drops the rows that have ended.
         if bool(ended.all()):
             break
-        if utf8_states is not None:
-            utf8_states = utf8_guard.advance(utf8_states, next_token)
         if bool(ended.any()):
             going_on = ~ended
+            choose.advance(next_token, going_on)
             rows, next_token = rows[going_on], next_token[going_on]
-            if utf8_states is not None:
-                utf8_states = utf8_states[going_on]
-            next_logits.keep_rows(going_on)
+            choose.next_logits.keep_rows(going_on)
             active = torch.zeros_like(active).index_fill_(0, rows, True)
+        else:
+            choose.advance(next_token)
         step_input = next_token.unsqueeze(1)
-    width = int(lengths.max())
-    mask = torch.arange(width, device=device).unsqueeze(0) < lengths.unsqueeze(1)
-    return Samples(prompts, tokens[:, :width], mask)
+    return tokens, lengths
+
+
+def _decode_fixed_rows(choose: TokenChooser, prompts: torch.Tensor, max_new_tokens: int,
+                       eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """As _decode_dropping_rows, every row to the end: an ended row is fed EOS and what it
+    draws is not kept (its UTF-8 state stays at the boundary it ended on)."""
+    device, n = prompts.device, prompts.shape[0]
+    tokens = torch.full((n, max_new_tokens + 1), eos_id, dtype=torch.long, device=device)
+    lengths = torch.full((n,), max_new_tokens + 1, dtype=torch.long, device=device)
+    active = torch.ones(n, dtype=torch.bool, device=device)
+    step_input = prompts
+    for step in range(max_new_tokens):
+        drawn = choose(step_input, step, None)
+        next_token = torch.where(active, drawn, eos_id)
+        tokens[:, step] = next_token
+        ended_now = active & (next_token == eos_id)
+        lengths.masked_fill_(ended_now, step + 1)
+        active &= ~ended_now
+        if (step + 1) % END_CHECK_EVERY == 0 and not bool(active.any()):
+            break
+        choose.advance(next_token)
+        step_input = tokens[:, step : step + 1]
+    return tokens, lengths
 
 
 def decode_samples(tokenizer: PreTrainedTokenizerFast, samples: Samples) -> list[str]:

@@ -20,12 +20,21 @@ class SamplerMask:
     """The tokens the sampler masks at each position, and the probability summed over them.
 
     ``total`` accumulates, over every scored position, the T = 1 softmax mass on the masked
-    tokens; divide by the positions scored for the mean."""
+    tokens; divide by the positions scored for the mean. The sum stays on the device (float64,
+    the same additions a Python float made) until ``total`` is read: no wait per batch."""
 
     def __init__(self, banned_ids: Sequence[int], guard: Utf8Guard | None = None):
         self.banned_ids = list(banned_ids)
         self.guard = guard
-        self.total = 0.0
+        self.sum: torch.Tensor | None = None
+
+    @property
+    def total(self) -> float:
+        return float(self.sum) if self.sum is not None else 0.0
+
+    def _accumulate(self, part: torch.Tensor) -> None:
+        part = part.double()
+        self.sum = part if self.sum is None else self.sum + part
 
     def states(self, targets: torch.Tensor) -> torch.Tensor | None:
         """[B, L]: the guard's state before each target (a sentence starts at a character
@@ -61,8 +70,8 @@ class SamplerMask:
         log_total = torch.logsumexp(logits, dim=-1, keepdim=True)
         if states is None:  # fixed columns alone (the LSTMs): gather just those
             if self.banned_ids:
-                self.total += float((logits[:, self.banned_ids] - log_total).exp().sum())
+                self._accumulate((logits[:, self.banned_ids] - log_total).exp().sum())
             return
         mask = self.masked(logits.shape[1], states, len(logits), logits.device)
         masked = logits.masked_fill(~mask, -float("inf"))
-        self.total += float((masked - log_total).exp().sum())
+        self._accumulate((masked - log_total).exp().sum())
