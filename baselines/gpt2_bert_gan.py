@@ -118,7 +118,7 @@ class GPT2BertGANConfig(GPT2MLEConfig):
 class Rollout:
     """Samples with everything the generator's update needs, kept for ppo_epochs updates."""
 
-    samples: Any  # hf.Samples
+    samples: Any  # generation.Samples
     fakes: Any  # hf.ClassifierBatch: the same sentences in the discriminator's word pieces
     rewards: torch.Tensor
     advantages: torch.Tensor
@@ -174,23 +174,25 @@ class GPT2BertGAN(GPT2MLE):
         hf, config = self.hf, self.config
         train_text = self.corpus.train_text()
         if config.discriminator_name_or_path:
-            self.discriminator, self.d_tokenizer = hf.load_sequence_classifier(
+            self.discriminator, self.d_tokenizer = self.hf_models.load_sequence_classifier(
                 config.discriminator_name_or_path)
             self.d_tokenizer_is_trained = False
             positions = self.discriminator.config.max_position_embeddings
         else:
-            self.d_tokenizer = hf.train_wordpiece_tokenizer(train_text, config.d_vocab_size)
+            tokenizers = self.hf_tokenizers
+            self.d_tokenizer = tokenizers.train_wordpiece_tokenizer(train_text, config.d_vocab_size)
             self.d_tokenizer_is_trained = True
             # WordPiece training differs from process to process (even in size): data-parallel
             # ranks all take rank 0's, before the discriminator's embeddings are sized on it.
-            trained = hf.tokenizer_json(self.d_tokenizer)
+            trained = tokenizers.tokenizer_json(self.d_tokenizer)
             shared = distributed.from_main(trained)
             if shared != trained:
-                self.d_tokenizer = hf.wrap_wordpiece_tokenizer(hf.backend_from_json(shared))
+                self.d_tokenizer = tokenizers.wrap_wordpiece_tokenizer(
+                    tokenizers.backend_from_json(shared))
             longest = int(hf.encode_for_classifier(self.d_tokenizer, train_text, 100_000)
                           .attention_mask.sum(dim=1).max())
-            positions = max(128, hf.round_up(2 * longest, 64))
-            self.discriminator = hf.build_bert_classifier(
+            positions = max(128, self.hf_models.round_up(2 * longest, 64))
+            self.discriminator = self.hf_models.build_bert_classifier(
                 len(self.d_tokenizer), config.d_layers, config.d_hidden, config.d_heads,
                 config.d_intermediate, positions, config.d_dropout,
                 self.d_tokenizer.pad_token_id)
@@ -244,12 +246,11 @@ class GPT2BertGAN(GPT2MLE):
 
     def _sample_fakes(self):
         """A rollout's worth of samples, as generator ids and as discriminator word pieces."""
-        hf = self.hf
         self.generator.eval()
-        samples = hf.sample_tokens(self.generator, self._prompts(), self._max_new(), self.eos_id,
-                                   1.0,
-                                   self.train_rng, self.banned_ids)
-        texts = hf.decode_samples(self.tokenizer, samples)
+        samples = self.generation.sample_tokens(self.generator, self._prompts(), self._max_new(),
+                                                self.eos_id, 1.0, self.train_rng,
+                                                self.banned_ids)
+        texts = self.generation.decode_samples(self.tokenizer, samples)
         return samples, self.encode_for_discriminator(texts).to(self.device)
 
     def _new_rollout(self) -> Rollout:
@@ -403,7 +404,7 @@ class GPT2BertGAN(GPT2MLE):
 
     def discriminator_flops_per_token(self) -> float:
         if not hasattr(self, "_discriminator_flops"):
-            self._discriminator_flops = self.hf.flops_per_token(self.discriminator)
+            self._discriminator_flops = self.hf_models.flops_per_token(self.discriminator)
         return self._discriminator_flops
 
     # -- checkpoints ----------------------------------------------------------------------
@@ -428,17 +429,16 @@ class GPT2BertGAN(GPT2MLE):
             "phase": self.phase,
             "moving_baseline": self.moving_baseline,
             "rollout": rollout,
-            "d_tokenizer": (self.hf.tokenizer_json(self.d_tokenizer)
+            "d_tokenizer": (self.hf_tokenizers.tokenizer_json(self.d_tokenizer)
                             if self.d_tokenizer_is_trained else None),
         })
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        hf = self.hf
-        stored = state.get("d_tokenizer")
-        if stored is not None and stored != hf.tokenizer_json(self.d_tokenizer):
-            tokenizer = hf.wrap_wordpiece_tokenizer(hf.backend_from_json(stored))
+        stored, tokenizers = state.get("d_tokenizer"), self.hf_tokenizers
+        if stored is not None and stored != tokenizers.tokenizer_json(self.d_tokenizer):
+            tokenizer = tokenizers.wrap_wordpiece_tokenizer(tokenizers.backend_from_json(stored))
             if len(tokenizer) != len(self.d_tokenizer):
                 raise ValueError("checkpoint discriminator tokenizer has another vocabulary size")
             self.d_tokenizer = tokenizer
@@ -458,15 +458,15 @@ class GPT2BertGAN(GPT2MLE):
         if state.get("rollout") is not None:
             r = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v
                  for k, v in state["rollout"].items()}
-            self.rollout = Rollout(hf.Samples(r["prompts"], r["tokens"], r["mask"]),
-                                   hf.ClassifierBatch(r["fake_ids"], r["fake_mask"]),
+            self.rollout = Rollout(self.generation.Samples(r["prompts"], r["tokens"], r["mask"]),
+                                   self.hf.ClassifierBatch(r["fake_ids"], r["fake_mask"]),
                                    r["rewards"], r["advantages"], r["reference_log_probs"],
                                    r["old_log_probs"], int(r["updates_left"]))
 
     def save_artifacts(self, directory: Path) -> None:
         super().save_artifacts(directory)
         directory = Path(directory)
-        self.hf.save_pretrained(self.discriminator, self.d_tokenizer,
+        self.hf_models.save_pretrained(self.discriminator, self.d_tokenizer,
                                 directory / "discriminator", directory / "discriminator_tokenizer")
 
 

@@ -98,15 +98,17 @@ class GPT2MLE(Variant):
     @classmethod
     def import_libraries(cls, config: Any) -> None:
         """transformers and tokenizers take seconds to import the first time in a process."""
-        from baselines.primitives import hf  # noqa: F401
+        from baselines.primitives import generation, hf_models  # noqa: F401
 
     def __init__(self, config: GPT2MLEConfig, corpus: Corpus, device: torch.device, seed: int):
         super().__init__(config, corpus, device, seed)
-        from baselines.primitives import hf
+        from baselines.primitives import generation, hf, hf_models, hf_tokenizers
         from baselines.primitives.engine import adam, compiled
         from baselines.primitives.sequences import RandomBatches
 
-        self.hf = hf
+        # The Hugging Face side, imported here (transformers takes seconds to import).
+        self.hf, self.hf_models, self.hf_tokenizers = hf, hf_models, hf_tokenizers
+        self.generation = generation
         # Weights are drawn from the run's seed, whatever the global RNG was left at.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -126,24 +128,25 @@ class GPT2MLE(Variant):
     # -- building -------------------------------------------------------------------------
 
     def _build_generator(self) -> None:
-        hf, config = self.hf, self.config
+        models, tokenizers, config = self.hf_models, self.hf_tokenizers, self.config
         train_text = self.corpus.train_text()
         if config.model_name_or_path:
-            self.generator, self.tokenizer = hf.load_causal_lm(config.model_name_or_path)
+            self.generator, self.tokenizer = models.load_causal_lm(config.model_name_or_path)
             self.tokenizer_is_trained = False
         elif config.tokenizer == "word":
-            self.tokenizer = hf.word_tokenizer(self.corpus.vocab.tokens[len(SPECIAL_TOKENS):])
+            self.tokenizer = tokenizers.word_tokenizer(
+                self.corpus.vocab.tokens[len(SPECIAL_TOKENS):])
             self.tokenizer_is_trained = True
         else:
-            self.tokenizer = hf.train_bpe_tokenizer(train_text, config.bpe_vocab_size)
+            self.tokenizer = tokenizers.train_bpe_tokenizer(train_text, config.bpe_vocab_size)
             self.tokenizer_is_trained = True
         self._encode_train_data(train_text)
         longest = int(self.train_data.mask.sum(dim=1).max())  # BPE tokens + EOS
         if not config.model_name_or_path:
-            positions = config.n_positions or max(128, hf.round_up(2 * longest, 64))
-            self.generator = hf.build_gpt2(len(self.tokenizer), config.n_layer, config.n_embd,
-                                           config.n_head, positions, config.dropout,
-                                           self.eos_id)
+            positions = config.n_positions or max(128, models.round_up(2 * longest, 64))
+            self.generator = models.build_gpt2(len(self.tokenizer), config.n_layer, config.n_embd,
+                                               config.n_head, positions, config.dropout,
+                                               self.eos_id)
         self.positions = int(getattr(self.generator.config, "n_positions", 0)
                              or self.generator.config.max_position_embeddings)
         # The sampling cap: as long as the longest training sentence, and inside the positions.
@@ -204,7 +207,7 @@ class GPT2MLE(Variant):
 
     def generator_flops_per_token(self) -> float:
         if not hasattr(self, "_generator_flops"):
-            self._generator_flops = self.hf.flops_per_token(self.generator)
+            self._generator_flops = self.hf_models.flops_per_token(self.generator)
         return self._generator_flops
 
     def phase_name(self) -> str:
@@ -232,10 +235,11 @@ class GPT2MLE(Variant):
         texts: list[str] = []
         for start in range(0, n, self.config.sample_batch_size):
             prompts = self.bos_prompts(min(self.config.sample_batch_size, n - start))
-            samples = self.hf.sample_tokens(self.generator, prompts, self.max_new_tokens,
-                                            self.eos_id, temperature, rng, self.banned_ids,
-                                            utf8_guard=self.utf8_guard())
-            texts.extend(text.strip() for text in self.hf.decode_samples(self.tokenizer, samples))
+            samples = self.generation.sample_tokens(
+                self.generator, prompts, self.max_new_tokens, self.eos_id, temperature, rng,
+                self.banned_ids, utf8_guard=self.utf8_guard())
+            texts.extend(text.strip() for text in
+                         self.generation.decode_samples(self.tokenizer, samples))
         return texts
 
     def sampling_flops(self, texts: list[str]) -> float:
@@ -295,13 +299,13 @@ class GPT2MLE(Variant):
                 "mle_steps": self.mle_steps,
                 # The trained tokenizer is rebuilt the same from the corpus; it is stored too so
                 # that a checkpoint says exactly what its ids mean.
-                "tokenizer": (self.hf.tokenizer_json(self.tokenizer)
+                "tokenizer": (self.hf_tokenizers.tokenizer_json(self.tokenizer)
                               if self.tokenizer_is_trained else None)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        stored = state.get("tokenizer")
-        if stored is not None and stored != self.hf.tokenizer_json(self.tokenizer):
-            tokenizer = self.hf.wrap_generator_tokenizer(self.hf.backend_from_json(stored))
+        stored, tokenizers = state.get("tokenizer"), self.hf_tokenizers
+        if stored is not None and stored != tokenizers.tokenizer_json(self.tokenizer):
+            tokenizer = tokenizers.wrap_generator_tokenizer(tokenizers.backend_from_json(stored))
             if len(tokenizer) != len(self.tokenizer):
                 raise ValueError("checkpoint tokenizer has another vocabulary size")
             self.tokenizer = tokenizer
@@ -314,7 +318,7 @@ class GPT2MLE(Variant):
 
     def save_artifacts(self, directory: Path) -> None:
         directory = Path(directory)
-        self.hf.save_pretrained(self.generator, self.tokenizer, directory / "generator",
+        self.hf_models.save_pretrained(self.generator, self.tokenizer, directory / "generator",
                                 directory / "tokenizer")
 
 

@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 import torch
 
-from baselines.lstm_gan import AdversarialLSTM, AdversarialLSTMConfig
+from baselines.adversarial_lstm import AdversarialLSTM, AdversarialLSTMConfig
 from baselines.primitives import estimators as est
 from baselines.primitives.discriminators import CNNDiscriminator, CompletionScorer
 from baselines.primitives.engine import compact_lstms

@@ -144,7 +144,7 @@ def time_sampling(variant, rounds: int, n: int = 1000) -> None:
     import statistics
     import time
 
-    from baselines.primitives import hf
+    from baselines.primitives import generation
 
     model = variant.generator.eval()
     prompts = variant.bos_prompts(n)
@@ -154,9 +154,9 @@ def time_sampling(variant, rounds: int, n: int = 1000) -> None:
         for fixed_shape in times:
             rng = torch.Generator(device=variant.device).manual_seed(0)
             started = time.perf_counter()
-            samples = hf.sample_tokens(model, prompts, variant.max_new_tokens, variant.eos_id,
-                                       1.0, rng, variant.banned_ids,
-                                       utf8_guard=variant.utf8_guard(), fixed_shape=fixed_shape)
+            samples = generation.sample_tokens(
+                model, prompts, variant.max_new_tokens, variant.eos_id, 1.0, rng,
+                variant.banned_ids, utf8_guard=variant.utf8_guard(), fixed_shape=fixed_shape)
             tokens = samples.tokens.cpu()  # waits for the device
             if round_:
                 times[fixed_shape].append((time.perf_counter() - started) * 1000)
@@ -188,7 +188,7 @@ def cuda_syncs(work) -> int:
 def count_syncs(variant, syncs=cuda_syncs) -> dict[str, int]:
     """How often each piece of work makes the host wait for the device: 3 MLE steps,
     sampling 200 sentences each way, NLL of 500 test sentences."""
-    from baselines.primitives import hf
+    from baselines.primitives import generation
 
     if syncs is cuda_syncs and variant.device.type != "cuda":
         print("cpu: synchronisations are counted on CUDA only")
@@ -198,7 +198,7 @@ def count_syncs(variant, syncs=cuda_syncs) -> dict[str, int]:
     model, prompts = variant.generator, variant.bos_prompts(200)
 
     def sample(fixed_shape: bool):
-        return lambda: hf.sample_tokens(
+        return lambda: generation.sample_tokens(
             model.eval(), prompts, variant.max_new_tokens, variant.eos_id, 1.0,
             torch.Generator(device=variant.device).manual_seed(0), variant.banned_ids,
             utf8_guard=variant.utf8_guard(), fixed_shape=fixed_shape)

@@ -90,7 +90,7 @@ def time_trl(corpus: Corpus, max_new_tokens: int) -> tuple[list[float], float]:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from baselines.primitives import hf
+    from baselines.primitives import hf, hf_models
 
     # The same models, tokenizers and real data as ours, taken from a twin variant.
     twin = make_variant(corpus, max_new_tokens)
@@ -125,7 +125,7 @@ def time_trl(corpus: Corpus, max_new_tokens: int) -> tuple[list[float], float]:
     with tempfile.TemporaryDirectory() as output_dir:
         # TRL builds its reference model from the policy's folder, so it gets one.
         generator_dir = Path(output_dir) / "generator"
-        hf.save_pretrained(twin.generator, twin.tokenizer, generator_dir, generator_dir)
+        hf_models.save_pretrained(twin.generator, twin.tokenizer, generator_dir, generator_dir)
         args = GRPOConfig(
             output_dir=output_dir, use_cpu=True, bf16=False, report_to="none",
             save_strategy="no", logging_strategy="no", max_steps=steps, seed=0,

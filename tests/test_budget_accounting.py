@@ -267,7 +267,7 @@ def test_policy_gradient_ignores_the_forced_eos(tiny_corpus):
 
 
 def test_gpt2_log_probs_exclude_banned_ids_and_forced_eos():
-    from baselines.primitives.hf import Samples
+    from baselines.primitives.generation import Samples
 
     logits = torch.tensor([[[math.log(8.0), 0.0, math.log(3.0)]]])
     got = policy.masked_token_log_probs(logits, torch.tensor([[2]]), torch.tensor([[True]]),

@@ -21,12 +21,12 @@ def test_bucket_width_rounds_up_on_cuda_only():
 def test_padding_to_a_bucket_changes_no_counted_log_prob(coco):
     """Right padding is invisible to causal attention, so a batch padded to its bucket scores
     its counted positions exactly as the trimmed batch does (here forced on a CPU)."""
-    from baselines.primitives import hf
+    from baselines.primitives import hf, hf_models, hf_tokenizers
 
-    tokenizer = hf.train_bpe_tokenizer(coco.train_text()[:300], 300)
+    tokenizer = hf_tokenizers.train_bpe_tokenizer(coco.train_text()[:300], 300)
     eos = tokenizer.eos_token_id
     torch.manual_seed(0)
-    model = hf.build_gpt2(len(tokenizer), 1, 32, 2, 128, 0.0, eos).eval()
+    model = hf_models.build_gpt2(len(tokenizer), 1, 32, 2, 128, 0.0, eos).eval()
     batch = hf.encode_texts(tokenizer, coco.train_text()[:12], eos, eos).trimmed()
     width = batch.inputs.shape[1]
     pad = bucket_width(width, CUDA) + 16 - width

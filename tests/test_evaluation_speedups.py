@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from baselines.mle_lstm import generator_nll
-from baselines.primitives import hf
+from baselines.primitives import generation, hf
 from baselines.primitives.kv_decoding import ModelCacheStepper
 from baselines.primitives.lstm import LSTMGenerator
 from baselines.primitives.sampling import draw_categorical
@@ -97,13 +97,13 @@ def test_gpt2_sampling_draws_what_full_batch_decoding_drew(stepper, monkeypatch)
     with torch.no_grad():
         model.lm_head.weight[eos] += 0.3  # rows end at many different steps
     if stepper == "model_cache":
-        monkeypatch.setattr(hf, "next_token_stepper",
+        monkeypatch.setattr(generation, "next_token_stepper",
                             lambda m, n, length, fixed_shape: ModelCacheStepper(m))
     prompts = torch.tensor([[eos, 5]] * 64)
     expected_tokens, expected_mask = gpt2_sample_reference(
         model, prompts, 20, eos, 1.0, torch.Generator().manual_seed(2))
-    got = hf.sample_tokens(model, prompts, 20, eos, 1.0, torch.Generator().manual_seed(2),
-                           fixed_shape=stepper == "fixed_shape")
+    got = generation.sample_tokens(model, prompts, 20, eos, 1.0, torch.Generator().manual_seed(2),
+                                   fixed_shape=stepper == "fixed_shape")
     lengths = expected_mask.sum(dim=1)
     assert lengths.min() < 5 and lengths.max() > 12
     assert torch.equal(got.tokens, expected_tokens)

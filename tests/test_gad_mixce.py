@@ -114,10 +114,10 @@ def test_bce_by_hand():
 
 
 def test_scorer_reads_the_last_counted_position_and_copies_the_generator():
-    from baselines.primitives import hf
+    from baselines.primitives import hf_models, hf_tokenizers
     from baselines.primitives.scorer import SequenceScorer, encode_for_scorer
 
-    tokenizer = hf.word_tokenizer(["a", "b", "c"])
+    tokenizer = hf_tokenizers.word_tokenizer(["a", "b", "c"])
     eos = tokenizer.eos_token_id
     batch = encode_for_scorer(tokenizer, ["a b c", "c"], eos, eos, max_length=16)
     a, b, c = (tokenizer.convert_tokens_to_ids(t) for t in "abc")
@@ -126,7 +126,7 @@ def test_scorer_reads_the_last_counted_position_and_copies_the_generator():
     assert batch.input_ids[1].tolist()[:3] == [eos, c, eos]
     assert batch.attention_mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
     torch.manual_seed(0)
-    generator = hf.build_gpt2(len(tokenizer), 2, 16, 2, 32, 0.0, eos).eval()
+    generator = hf_models.build_gpt2(len(tokenizer), 2, 16, 2, 32, 0.0, eos).eval()
     scorer = SequenceScorer(generator).eval()
     with torch.no_grad():
         logits = scorer(batch.input_ids, batch.attention_mask).logits

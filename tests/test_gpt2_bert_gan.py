@@ -162,7 +162,7 @@ def generator_gradient(variant, rollout):
 def test_the_reward_is_what_drives_the_generator(corpus):
     from types import SimpleNamespace
 
-    from baselines.primitives import hf
+    from baselines.primitives import generation
 
     class PieceCounter(torch.nn.Module):
         """A stand-in discriminator: logits (fake, real) = (1, word pieces of the sentence)."""
@@ -176,7 +176,7 @@ def test_the_reward_is_what_drives_the_generator(corpus):
     rollout = variant._new_rollout()
     # The rewards are the discriminator's log-odds (real - fake) of the rollout's own
     # sentences, read as word pieces: here pieces - 1, counted independently from the texts.
-    texts = hf.decode_samples(variant.tokenizer, rollout.samples)
+    texts = generation.decode_samples(variant.tokenizer, rollout.samples)
     pieces = [len(variant.d_tokenizer(text)["input_ids"]) for text in texts]
     assert rollout.rewards.tolist() == [float(n - 1) for n in pieces]
     # Zero advantages (all rewards equal) and no KL: no gradient at all.

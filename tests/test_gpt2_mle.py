@@ -134,11 +134,11 @@ def test_word_tokenizer_on_the_oracle_samples_token_ids(oracle_corpus):
 
 
 def test_bpe_tokenizer_training_is_deterministic(corpus):
-    from baselines.primitives import hf
+    from baselines.primitives import hf_tokenizers
 
     texts = corpus.train_text()
-    assert hf.tokenizer_json(hf.train_bpe_tokenizer(texts, 400)) == \
-        hf.tokenizer_json(hf.train_bpe_tokenizer(texts, 400))
+    assert hf_tokenizers.tokenizer_json(hf_tokenizers.train_bpe_tokenizer(texts, 400)) == \
+        hf_tokenizers.tokenizer_json(hf_tokenizers.train_bpe_tokenizer(texts, 400))
 
 
 def test_checkpoint_round_trip_resumes_exactly(corpus, tmp_path):

@@ -4,7 +4,7 @@ the same tokens as sampling through the model's forward with its cache."""
 import pytest
 import torch
 
-from baselines.primitives import hf
+from baselines.primitives import generation
 from baselines.primitives.kv_decoding import (
     GPT2FixedShapeStepper,
     GPT2StaticCacheStepper,
@@ -69,11 +69,11 @@ def test_sampling_through_either_stepper_draws_the_same_tokens(monkeypatch):
     prompts = torch.tensor([[EOS, 7]] * 6)
 
     def sample():
-        return hf.sample_tokens(model, prompts, 10, EOS, 1.0, torch.Generator().manual_seed(3),
-                                banned_ids=[1])
+        return generation.sample_tokens(model, prompts, 10, EOS, 1.0,
+                                        torch.Generator().manual_seed(3), banned_ids=[1])
 
     static = sample()
-    monkeypatch.setattr(hf, "next_token_stepper",
+    monkeypatch.setattr(generation, "next_token_stepper",
                         lambda m, n, length, fixed_shape: ModelCacheStepper(m))
     generic = sample()
     assert static.mask.sum() > len(prompts)  # something was sampled
@@ -129,9 +129,10 @@ def test_fixed_shape_sampling_draws_what_dropping_rows_drew(device, eos_bias, ma
     prompts = torch.tensor([[EOS, 7]] * 48, device=device)
 
     def sample(fixed_shape):
-        return hf.sample_tokens(model, prompts, max_new, EOS, 0.8,
-                                torch.Generator(device=device).manual_seed(5), banned_ids=[1],
-                                utf8_guard=guard, fixed_shape=fixed_shape)
+        return generation.sample_tokens(model, prompts, max_new, EOS, 0.8,
+                                        torch.Generator(device=device).manual_seed(5),
+                                        banned_ids=[1], utf8_guard=guard,
+                                        fixed_shape=fixed_shape)
 
     dropping, fixed = sample(False), sample(True)
     lengths = dropping.mask.sum(dim=1)

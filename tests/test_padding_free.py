@@ -128,12 +128,12 @@ def test_lstm_discriminator_scores_unchanged_by_trimming():
 
 
 def test_gpt2_token_log_probs_and_gradients_equal_the_full_vocabulary_projection():
-    from baselines.primitives import hf
+    from baselines.primitives import hf, hf_models
     from baselines.primitives.hf_policy import masked_token_log_probs
 
     torch.manual_seed(0)
-    model = hf.build_gpt2(50, n_layer=1, n_embd=16, n_head=2, n_positions=16, dropout=0.0,
-                          end_of_text_id=0)
+    model = hf_models.build_gpt2(50, n_layer=1, n_embd=16, n_head=2, n_positions=16, dropout=0.0,
+                                 end_of_text_id=0)
     inputs = torch.randint(1, 50, (3, 7))
     targets = torch.randint(1, 50, (3, 7))
     mask = torch.arange(7).unsqueeze(0) <= torch.tensor([[2], [6], [0]])
@@ -167,12 +167,12 @@ def test_gpt2_token_log_probs_from_a_host_count_equal_the_full_projection():
     """A batch selected with host-side lengths carries its count (counted by hand here: the
     lengths clamped to the limit), gathers the counted positions with nonzero_static, and
     gives the full projection's log-probs and gradients."""
-    from baselines.primitives import hf
+    from baselines.primitives import hf, hf_models
     from baselines.primitives.hf_policy import masked_token_log_probs
 
     torch.manual_seed(0)
-    model = hf.build_gpt2(50, n_layer=1, n_embd=16, n_head=2, n_positions=16, dropout=0.0,
-                          end_of_text_id=0)
+    model = hf_models.build_gpt2(50, n_layer=1, n_embd=16, n_head=2, n_positions=16, dropout=0.0,
+                                 end_of_text_id=0)
     lengths = torch.tensor([3, 7, 1, 6])
     data = hf.TokenBatch(torch.randint(1, 50, (4, 9)), torch.randint(1, 50, (4, 9)),
                          torch.arange(9).unsqueeze(0) < lengths.unsqueeze(1))

@@ -30,8 +30,8 @@ MUTATIONS = {
         "        counted = torch.ones_like(targets, dtype=torch.bool)\n", "lstm",
         "golden coco/lstm/nll_test"),
     "gpt2_nll_counts_padding": (
-        "baselines/primitives/hf.py", "        counted = batch.mask[:, scored_until:end]\n",
-        "        counted = torch.ones_like(batch.mask[:, scored_until:end])\n", "gpt2",
+        "baselines/primitives/hf.py", "        flat = self.mask.flatten()\n",
+        "        flat = torch.ones_like(self.mask.flatten())\n", "gpt2",
         "golden coco/gpt2/nll_test"),
     "disc_acc_tested_on_its_training_sentences": (
         "bench/metrics/disc_acc.py",

@@ -76,7 +76,7 @@ def test_one_line_collapses_newlines_and_blanks_as_the_corpus_reader_does():
 
 
 def test_a_vocabulary_of_whole_characters_needs_no_guard(untrained):
-    from baselines.primitives.hf import word_tokenizer
+    from baselines.primitives.hf_tokenizers import word_tokenizer
     from baselines.primitives.utf8_guard import Utf8Guard, is_byte_level
 
     # The oracle's word ids: every token is ASCII digits, so no row can leave a boundary.
@@ -95,23 +95,23 @@ def test_a_word_level_vocabulary_of_latin1_words_is_not_taken_for_bytes():
     """Every character of these words is inside GPT-2's 256-character byte alphabet (ä is the
     alphabet's stand-in for a byte too), so reading the alphabet called it byte-level BPE and
     forbade the words whose "bytes" were not whole UTF-8 characters."""
-    from baselines.primitives import hf
+    from baselines.primitives import generation, hf_models, hf_tokenizers
     from baselines.primitives.utf8_guard import Utf8Guard, byte_level_alphabet, is_byte_level
 
     alphabet = byte_level_alphabet()
     assert all(ch in alphabet for word in LATIN1_WORDS for ch in word)  # the trap is real
-    tokenizer = hf.word_tokenizer(LATIN1_WORDS)
+    tokenizer = hf_tokenizers.word_tokenizer(LATIN1_WORDS)
     assert not is_byte_level(tokenizer)
     guard = Utf8Guard.for_tokenizer(tokenizer, torch.device("cpu"))
     assert guard is None
     # An untrained model samples near-uniformly over the 16 words: sampled with what the
     # tokenizer calls for, many lines hold ä, ü or ß (with the old guard: none of 200).
     torch.manual_seed(0)
-    model = hf.build_gpt2(len(tokenizer), 1, 16, 2, 32, 0.0, tokenizer.eos_token_id)
+    model = hf_models.build_gpt2(len(tokenizer), 1, 16, 2, 32, 0.0, tokenizer.eos_token_id)
     prompts = torch.full((200, 1), tokenizer.bos_token_id, dtype=torch.long)
-    samples = hf.sample_tokens(model.eval(), prompts, 8, tokenizer.eos_token_id, 1.0,
-                               torch.Generator().manual_seed(0), [1], utf8_guard=guard)
-    texts = hf.decode_samples(tokenizer, samples)
+    samples = generation.sample_tokens(model.eval(), prompts, 8, tokenizer.eos_token_id, 1.0,
+                                       torch.Generator().manual_seed(0), [1], utf8_guard=guard)
+    texts = generation.decode_samples(tokenizer, samples)
     assert sum(any(ch in text for ch in "äüß") for text in texts) > 50
 
 

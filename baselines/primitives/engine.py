@@ -1,6 +1,7 @@
 """The step machinery every variant builds with (issue 22), in one place so that no variant is
 faster by implementation under an equal budget.
 
+- ``autocast``: bf16 matmuls on CUDA, float32 elsewhere.
 - ``adam``: Adam or AdamW, fused (one kernel for all parameters) on CUDA; on a CPU the plain
   loop, whose numbers the CPU baselines were taken with.
 - ``compact_lstms``: cuDNN wants an LSTM's weights in one contiguous chunk; a module built,
@@ -19,12 +20,21 @@ faster by implementation under an equal budget.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 import torch
 
 CUDA_LENGTH_MULTIPLE = 16
 COMPILE_BACKEND = "inductor"  # torch.compile's default; tests use "aot_eager" (no C++ build)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA (matmuls in bf16, reductions in fp32); nothing on CPU, where bf16
+    matmuls are slower than fp32 on most processors."""
+    if torch.device(device).type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def adam(parameters: Iterable[torch.nn.Parameter], lr: float, device: torch.device,
