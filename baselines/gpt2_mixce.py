@@ -26,12 +26,8 @@ from bench.config import field
 
 @dataclass
 class GPT2MixCEConfig(GPT2MLEConfig):
-    mixing_ratio: float = field(0.5, "MixCE's eta: the forward cross-entropy's share (1 = MLE)")
-
-    def validate(self) -> None:
-        super().validate()
-        if not 0 <= self.mixing_ratio <= 1:
-            raise ValueError("mixing_ratio must be in [0, 1]")
+    mixing_ratio: float = field(0.5, "MixCE's eta: the forward cross-entropy's share (1 = MLE)",
+                                bounds="[0, 1]")
 
 
 class GPT2MixCE(GPT2MLE):

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import torch
 
 from baselines.primitives import objectives
+from baselines.primitives.engine import adam, compiled, optimizer_step
 from bench import distributed
 from bench.config import field
 from bench.corpora import Corpus
@@ -41,48 +42,38 @@ class GPT2MLEConfig:
         None, "generator: a folder written by save_pretrained or a hub name (e.g. gpt2, with "
               "the network); None = a fresh GPT-2 of the sizes below with a BPE tokenizer "
               "trained on the training split")
-    n_layer: int = field(4, "transformer blocks (fresh model)")
-    n_embd: int = field(256, "width (fresh model)")
-    n_head: int = field(4, "attention heads (fresh model)")
+    n_layer: int = field(4, "transformer blocks (fresh model)", bounds="[1, inf)")
+    n_embd: int = field(256, "width (fresh model)", bounds="[1, inf)")
+    n_head: int = field(4, "attention heads (fresh model)", bounds="[1, inf)")
     n_positions: int = field(0, "position embeddings (fresh model); 0 = twice the longest "
-                                "training sentence in BPE tokens, at least 128")
+                                "training sentence in BPE tokens, at least 128", bounds="[0, inf)")
     tokenizer: Literal["bpe", "word"] = field(
         "bpe", "fresh model's tokenizer: byte-level BPE trained on the training split, or word "
                "(one token per evaluation token: the default on the oracle, whose samples must "
                "be its token ids)")
-    bpe_vocab_size: int = field(4000, "byte-level BPE vocabulary trained on the training split")
-    dropout: float = field(0.1, "dropout of the fresh model during MLE")
-    batch_size: int = field(64, "sentences per MLE step")
+    bpe_vocab_size: int = field(4000, "byte-level BPE vocabulary trained on the training split",
+                                bounds="[1, inf)")
+    dropout: float = field(0.1, "dropout of the fresh model during MLE", bounds="[0, 1)")
+    batch_size: int = field(64, "sentences per MLE step", bounds="[1, inf)")
     tokens_per_batch: int = field(
         0, "token-budgeted MLE batches instead: sentences taken in the epoch's seeded order "
            "while rows x the longest stays within this many positions (0 = batch_size "
-           "sentences); fills a GPU with a bounded shape")
-    learning_rate: float = field(1e-3, "AdamW learning rate of the MLE steps")
-    weight_decay: float = field(0.01, "AdamW weight decay")
-    warmup_steps: int = field(50, "MLE steps of linear learning-rate warm-up")
-    grad_clip: float = field(1.0, "gradient-norm clip (0 = off)")
+           "sentences); fills a GPU with a bounded shape", bounds="[0, inf)")
+    learning_rate: float = field(1e-3, "AdamW learning rate of the MLE steps", bounds="(0, inf)")
+    weight_decay: float = field(0.01, "AdamW weight decay", bounds="[0, inf)")
+    warmup_steps: int = field(50, "MLE steps of linear learning-rate warm-up", bounds="[0, inf)")
+    grad_clip: float = field(1.0, "gradient-norm clip (0 = off)", bounds="[0, inf)")
     max_new_tokens: int = field(0, "sampling cap in BPE tokens before the forced EOS; "
-                                   "0 = the longest training sentence")
-    sample_batch_size: int = field(500, "sentences sampled at once by sample()")
+                                   "0 = the longest training sentence", bounds="[0, inf)")
+    sample_batch_size: int = field(500, "sentences sampled at once by sample()", bounds="[1, inf)")
     compile: bool = field(False, "torch.compile the transformer for training steps "
                                  "(engine.compiled; sampling stays eager); its compile time "
                                  "is charged to the budget")
 
     def validate(self) -> None:
-        for name in ("n_layer", "n_embd", "n_head", "bpe_vocab_size", "batch_size",
-                     "sample_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+        """What the fields' bounds cannot say (they are checked first, by build_config)."""
         if self.n_embd % self.n_head:
             raise ValueError("n_embd must be a multiple of n_head")
-        for name in ("n_positions", "warmup_steps", "max_new_tokens", "grad_clip",
-                     "weight_decay", "tokens_per_batch"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
-        if self.learning_rate <= 0:
-            raise ValueError("learning_rate must be positive")
-        if not 0 <= self.dropout < 1:
-            raise ValueError("dropout must be in [0, 1)")
 
 
 class GPT2MLE(Variant):
@@ -103,7 +94,6 @@ class GPT2MLE(Variant):
     def __init__(self, config: GPT2MLEConfig, corpus: Corpus, device: torch.device, seed: int):
         super().__init__(config, corpus, device, seed)
         from baselines.primitives import generation, hf, hf_models, hf_tokenizers
-        from baselines.primitives.engine import adam, compiled
         from baselines.primitives.sequences import RandomBatches
 
         # The Hugging Face side, imported here (transformers takes seconds to import).
@@ -186,12 +176,7 @@ class GPT2MLE(Variant):
         loss, nll = self.training_loss(log_probs, num_tokens)
         self._set_learning_rate(self.optimizer, self.config.learning_rate, self.mle_steps,
                                 self.config.warmup_steps)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        distributed.average_gradients(self.generator.parameters())
-        if self.config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.generator.parameters(), self.config.grad_clip)
-        self.optimizer.step()
+        optimizer_step(self.optimizer, self.generator, loss, self.config.grad_clip)
         self.mle_steps += 1
         flops = 3 * num_tokens * self.generator_flops_per_token()
         # Tensors, not floats: the harness reads them in batches (no wait on the device here).
@@ -319,7 +304,7 @@ class GPT2MLE(Variant):
     def save_artifacts(self, directory: Path) -> None:
         directory = Path(directory)
         self.hf_models.save_pretrained(self.generator, self.tokenizer, directory / "generator",
-                                directory / "tokenizer")
+                                       directory / "tokenizer")
 
 
 VARIANT = GPT2MLE

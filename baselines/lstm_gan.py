@@ -46,24 +46,17 @@ class LSTMGANConfig(AdversarialLSTMConfig):
                      "Gumbel-softmax samples the non-saturating loss or a Wasserstein critic")
     dense_rewards: bool = field(False, "reinforce: per-token discounted rewards from the "
                                        "discriminator's score of every prefix (ScratchGAN)")
-    gamma: float = field(0.95, "discount of the dense rewards")
+    gamma: float = field(0.95, "discount of the dense rewards", bounds="[0, 1]")
     gumbel_temperature: float = field(1.0, "Gumbel-softmax temperature (nonsaturating, "
-                                           "wasserstein)")
-    critic_clip: float = field(0.01, "wasserstein: the critic's weights are clipped to this")
-    d_embedding_dim: int = field(64, "discriminator token embedding size")
-    d_hidden_dim: int = field(128, "discriminator LSTM hidden size")
-    d_num_layers: int = field(1, "discriminator LSTM layers")
+                                           "wasserstein)", bounds="(0, inf)")
+    critic_clip: float = field(0.01, "wasserstein: the critic's weights are clipped to this",
+                               bounds="(0, inf)")
+    d_embedding_dim: int = field(64, "discriminator token embedding size", bounds="[1, inf)")
+    d_hidden_dim: int = field(128, "discriminator LSTM hidden size", bounds="[1, inf)")
+    d_num_layers: int = field(1, "discriminator LSTM layers", bounds="[1, inf)")
 
     def validate(self) -> None:
         super().validate()
-        for name in ("d_embedding_dim", "d_hidden_dim", "d_num_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if not 0 <= self.gamma <= 1:
-            raise ValueError("gamma must be in [0, 1]")
-        for name in ("gumbel_temperature", "critic_clip"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
         if self.dense_rewards and self.g_loss != "reinforce":
             raise ValueError("dense_rewards needs g_loss=reinforce")
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from baselines.primitives.engine import adam, compact_lstms
+from baselines.primitives.engine import adam, compact_lstms, optimizer_step
 from baselines.primitives.lstm import LSTMGenerator
 from baselines.primitives.sequences import RandomBatches, decode, encode
 from bench.config import field
@@ -27,31 +27,20 @@ from bench.variant import NLLResult, StepReport, Variant
 
 @dataclass
 class MLELSTMConfig:
-    embedding_dim: int = field(64, "token embedding size")
-    hidden_dim: int = field(128, "LSTM hidden size")
-    num_layers: int = field(1, "LSTM layers")
-    dropout: float = field(0.0, "dropout on the LSTM outputs")
-    batch_size: int = field(64, "sentences per optimiser step")
+    embedding_dim: int = field(64, "token embedding size", bounds="[1, inf)")
+    hidden_dim: int = field(128, "LSTM hidden size", bounds="[1, inf)")
+    num_layers: int = field(1, "LSTM layers", bounds="[1, inf)")
+    dropout: float = field(0.0, "dropout on the LSTM outputs", bounds="[0, 1)")
+    batch_size: int = field(64, "sentences per optimiser step", bounds="[1, inf)")
     tokens_per_batch: int = field(
         0, "token-budgeted MLE batches instead: sentences taken in the epoch's seeded order "
            "while rows x the longest stays within this many positions (0 = batch_size "
-           "sentences)")
-    learning_rate: float = field(1e-2, "Adam learning rate")
+           "sentences)", bounds="[0, inf)")
+    learning_rate: float = field(1e-2, "Adam learning rate", bounds="(0, inf)")
     grad_clip: float = field(5.0, "gradient-norm clip (0 = off)")
     init_generator: str = field("", "start from this generator.safetensors (written to "
                                     "artifacts/ by an earlier LSTM run of the same sizes); "
                                     "'' = fresh weights. Its training is not in this budget")
-
-    def validate(self) -> None:
-        for name in ("embedding_dim", "hidden_dim", "num_layers", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.tokens_per_batch < 0:
-            raise ValueError("tokens_per_batch must be >= 0")
-        if self.learning_rate <= 0:
-            raise ValueError("learning_rate must be positive")
-        if not 0 <= self.dropout < 1:
-            raise ValueError("dropout must be in [0, 1)")
 
 
 GENERATOR_FILE = "generator.safetensors"
@@ -164,11 +153,7 @@ class MLELSTM(Variant):
         indices = self.batches.next_indices()
         batch = self.train_data.select(indices.to(self.device))
         loss = self.generator.nll_loss(batch.inputs, batch.targets)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.generator.parameters(), self.config.grad_clip)
-        self.optimizer.step()
+        optimizer_step(self.optimizer, self.generator, loss, self.config.grad_clip)
         tokens = int(self.train_lengths[indices].sum())
         # Tensors, not floats: the harness reads them in batches (bench.step_values).
         loss = loss.detach()

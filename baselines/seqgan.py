@@ -57,11 +57,12 @@ SEQGAN_NUM_FILTERS = [100, 200, 200, 200, 200, 100, 100, 100, 100, 100, 160, 160
 
 @dataclass
 class SeqGANConfig(AdversarialLSTMConfig):
-    num_rollouts: int = field(16, "Monte-Carlo completions per prefix (R)")
+    num_rollouts: int = field(16, "Monte-Carlo completions per prefix (R)", bounds="[1, inf)")
     rollout_update_rate: float = field(0.8, "the rollout network moves to rate x itself + "
                                             "(1 - rate) x generator after each update; 0 = "
-                                            "the generator itself")
-    rollout_max_rows: int = field(1024, "completions in flight at once (memory bound)")
+                                            "the generator itself", bounds="[0, 1)")
+    rollout_max_rows: int = field(1024, "completions in flight at once (memory bound)",
+                                  bounds="[1, inf)")
     d_steps: int = field(5, "discriminator rounds (fresh samples each) per adversarial round")
     d_epochs: int = field(3, "discriminator updates on each batch of samples (SeqGAN's k)")
     g_learning_rate: float = field(1e-2, "generator Adam learning rate, adversarial phase")
@@ -69,28 +70,19 @@ class SeqGANConfig(AdversarialLSTMConfig):
     baseline: Literal["none", "moving", "batch_mean"] = field(
         "batch_mean", "REINFORCE baseline per position: none, a moving average over past "
                       "batches, or the batch mean")
-    d_embedding_dim: int = field(64, "discriminator token embedding size")
-    d_filter_sizes: list[int] = field(SEQGAN_FILTER_SIZES, "convolution widths")
-    d_num_filters: list[int] = field(SEQGAN_NUM_FILTERS, "filters per convolution width")
-    d_dropout: float = field(0.25, "dropout before the discriminator's output layer")
+    d_embedding_dim: int = field(64, "discriminator token embedding size", bounds="[1, inf)")
+    d_filter_sizes: list[int] = field(SEQGAN_FILTER_SIZES, "convolution widths", bounds="[1, inf)")
+    d_num_filters: list[int] = field(SEQGAN_NUM_FILTERS, "filters per convolution width",
+                                     bounds="[1, inf)")
+    d_dropout: float = field(0.25, "dropout before the discriminator's output layer",
+                             bounds="[0, 1)")
     d_l2: float = field(0.2, "L2 penalty on the discriminator's output layer (SeqGAN's "
-                             "l2_reg_lambda)")
+                             "l2_reg_lambda)", bounds="[0, inf)")
 
     def validate(self) -> None:
         super().validate()
-        for name in ("num_rollouts", "rollout_max_rows", "d_embedding_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if not 0 <= self.rollout_update_rate < 1:
-            raise ValueError("rollout_update_rate must be in [0, 1)")
         if not self.d_filter_sizes or len(self.d_filter_sizes) != len(self.d_num_filters):
             raise ValueError("d_filter_sizes and d_num_filters must be non-empty and as long")
-        if min(self.d_filter_sizes) < 1 or min(self.d_num_filters) < 1:
-            raise ValueError("filter sizes and counts must be at least 1")
-        if not 0 <= self.d_dropout < 1:
-            raise ValueError("d_dropout must be in [0, 1)")
-        if self.d_l2 < 0:
-            raise ValueError("d_l2 must be >= 0")
 
 
 class SeqGAN(AdversarialLSTM):

@@ -34,23 +34,19 @@ PHASE_NAMES = ("source", "sampling", "target")
 class SyntheticAugmentationConfig:
     source: str = field("seqgan", "variant that generates the synthetic data")
     target: str = field("mle_lstm", "language model trained on real + synthetic data")
-    source_share: float = field(0.5, "share of the budget for training the source (a)")
-    synthetic_ratio: float = field(0.5, "synthetic sentences added per real training sentence")
-    keep_top: float = field(1.0, "keep this top fraction by the source discriminator's score")
-    sample_chunk: int = field(500, "synthetic sentences sampled per budgeted step (b)")
+    source_share: float = field(0.5, "share of the budget for training the source (a)",
+                                bounds="(0, 1)")
+    synthetic_ratio: float = field(0.5, "synthetic sentences added per real training sentence",
+                                   bounds="[0, inf)")
+    keep_top: float = field(1.0, "keep this top fraction by the source discriminator's score",
+                            bounds="(0, 1]")
+    sample_chunk: int = field(500, "synthetic sentences sampled per budgeted step (b)",
+                              bounds="[1, inf)")
     sample_temperature: float = field(1.0, "temperature of the synthetic samples")
     source_set: str = field("", "source config overrides, 'field=value;field=value'")
     target_set: str = field("", "target config overrides, 'field=value;field=value'")
 
     def validate(self) -> None:
-        if not 0 < self.source_share < 1:
-            raise ValueError("source_share must be in (0, 1)")
-        if self.synthetic_ratio < 0:
-            raise ValueError("synthetic_ratio must be >= 0")
-        if not 0 < self.keep_top <= 1:
-            raise ValueError("keep_top must be in (0, 1]")
-        if self.sample_chunk < 1:
-            raise ValueError("sample_chunk must be at least 1")
         if self.source == "synthetic_augmentation" or self.target == "synthetic_augmentation":
             raise ValueError("source and target must be other variants")
         from bench.registry import discover

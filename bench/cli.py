@@ -162,6 +162,11 @@ def _build_parser(catalogues: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+def _kind(row: dict[str, str]) -> str:
+    """A field's type, with the interval its values must lie in: 'int in [1, inf)'."""
+    return f"{row['type']} in {row['bounds']}" if row["bounds"] else row["type"]
+
+
 def cmd_list() -> int:
     from bench.config import describe_fields
     from bench.corpora import corpus_names
@@ -176,10 +181,10 @@ def cmd_list() -> int:
             default = row["default"]
             if row["name"] in on_oracle:
                 default += f"; oracle: {on_oracle[row['name']]!r}"
-            print(f"    {row['name']} ({row['type']}, default {default}): {row['help']}")
+            print(f"    {row['name']} ({_kind(row)}, default {default}): {row['help']}")
     print("evaluation settings (--eval FIELD=VALUE):")
     for row in describe_fields(EvalConfig):
-        print(f"    {row['name']} ({row['type']}, default {row['default']}): {row['help']}")
+        print(f"    {row['name']} ({_kind(row)}, default {row['default']}): {row['help']}")
     print(f"corpora: {', '.join(corpus_names())}, or a path to a text file or train/test folder")
     return 0
 

@@ -85,13 +85,53 @@ def build_config(config_class: type, overrides: dict[str, Any] | None = None,
                 )
             values[name] = _convert(value, types_by_name[name], name)
     config = config_class(**values)
-    validate = getattr(config, "validate", None)
-    if validate is not None:
-        try:
+    try:
+        check_bounds(config)
+        validate = getattr(config, "validate", None)
+        if validate is not None:
             validate()
-        except ValueError as err:
-            raise GanbenchError(f"{config_class.__name__}: {err}") from None
+    except ValueError as err:
+        raise GanbenchError(f"{config_class.__name__}: {err}") from None
     return config
+
+
+def _parse_bounds(bounds: str) -> tuple[bool, float, float, bool]:
+    """'[1, inf)' -> (closed below, 1.0, inf, closed above)."""
+    text = bounds.replace(" ", "")
+    if len(text) < 5 or text[0] not in "[(" or text[-1] not in "])" or "," not in text:
+        raise ValueError(f"bounds {bounds!r}: write an interval such as [0, 1) or (0, inf)")
+    low, high = text[1:-1].split(",")
+    return text[0] == "[", float(low), float(high), text[-1] == "]"
+
+
+def bounds_message(bounds: str) -> str:
+    """What a value outside ``bounds`` is told: 'at least 1', 'positive', 'in [0, 1)'."""
+    closed_low, low, high, _ = _parse_bounds(bounds)
+    if math.isinf(high):
+        if closed_low:
+            return f"at least {low:g}"
+        return "positive" if low == 0 else f"above {low:g}"
+    return f"in {bounds}"
+
+
+def in_bounds(value: float, bounds: str) -> bool:
+    closed_low, low, high, closed_high = _parse_bounds(bounds)
+    above = value >= low if closed_low else value > low
+    below = value <= high if closed_high else value < high
+    return above and below
+
+
+def check_bounds(config: Any) -> None:
+    """Every field declared with ``bounds`` holds a value inside them (each item of a list);
+    raises ValueError naming the first that does not."""
+    for config_field in dataclasses.fields(config):
+        bounds = config_field.metadata.get("bounds")
+        value = getattr(config, config_field.name)
+        if bounds is None or value is None:
+            continue
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if not all(in_bounds(item, bounds) for item in items):
+            raise ValueError(f"{config_field.name} must be {bounds_message(bounds)}")
 
 
 def parse_assignments(assignments: list[str] | None) -> dict[str, str]:
@@ -119,13 +159,21 @@ def describe_fields(config_class: type) -> list[dict[str, str]]:
         type_name = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
         rows.append({"name": f.name, "type": type_name,
                      "default": repr(getattr(defaults, f.name)),
-                     "help": f.metadata.get("help", "")})
+                     "help": f.metadata.get("help", ""),
+                     "bounds": f.metadata.get("bounds", "")})
     return rows
 
 
-def field(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002 - mirrors argparse
-    """A dataclass field with its help text: one declaration per hyperparameter."""
+def field(default: Any, help: str, bounds: str | None = None,  # noqa: A002 - as argparse
+          **kwargs: Any) -> Any:
+    """A dataclass field with its help text and, for numbers, the interval its values must
+    lie in (``bounds``, e.g. "[1, inf)", "(0, inf)", "[0, 1)"; each item of a list): one
+    declaration per hyperparameter, checked by build_config."""
+    metadata = {"help": help}
+    if bounds is not None:
+        _parse_bounds(bounds)  # a malformed interval fails where it is declared
+        metadata["bounds"] = bounds
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default),
-                                 metadata={"help": help}, **kwargs)
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+                                 metadata=metadata, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)

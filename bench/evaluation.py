@@ -31,7 +31,8 @@ class EvalConfig:
     num_samples: int = field(1000, "sentences sampled at temperature 1 (capped at the test "
                                    "size); 5000 for the papers' tables")
     temperatures: tuple[float, ...] = field(
-        (0.7, 1.0, 1.3), "temperature grid of the quality-diversity curve (empty: none)")
+        (0.7, 1.0, 1.3), "temperature grid of the quality-diversity curve (empty: none)",
+        bounds="(0, inf)")
     curve_samples: int = field(0, "sentences sampled per curve temperature (0: num_samples, "
                                   "so that curve and table share N and the T = 1 point reuses "
                                   "the table's samples)")
@@ -54,17 +55,13 @@ class EvalConfig:
         "(METRICS.md, Validation and selection)")
     valid_points: int = field(20, "validation NLL points spread over the budget (plus one at "
                                   "the end), off the budget's clock; 0 = none (select falls "
-                                  "back to the last generator)")
+                                  "back to the last generator)", bounds="[0, 1000]")
 
     def validate(self) -> None:
         if self.num_samples < 2:
             raise ValueError("num_samples must be at least 2 (Self-BLEU needs two sentences)")
         if self.curve_samples != 0 and self.curve_samples < 2:
             raise ValueError("curve_samples must be 0 (= num_samples) or at least 2")
-        if any(t <= 0 for t in self.temperatures):
-            raise ValueError("temperatures must be positive")
-        if not 0 <= self.valid_points <= 1000:
-            raise ValueError("valid_points must be in 0..1000")
 
 
 def _oracle_ids(tokenized: list[list[str]]) -> list[list[int]]:

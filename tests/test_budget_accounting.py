@@ -280,6 +280,11 @@ def test_gpt2_log_probs_exclude_banned_ids_and_forced_eos():
     batch = samples.action_batch(max_new_tokens=2)
     assert batch.mask.tolist() == [[False, True, True, False], [False, True, True, False]]
     assert samples.as_batch().mask[0, 3]  # as_batch itself still counts it (for the NLL)
+    # With the lengths on the host (as sample_tokens returns them) the counts come from them,
+    # by hand: 3 + 2 counted, 4 actions (row 0's forced EOS is not one).
+    counted = Samples(samples.prompts, samples.tokens, samples.mask, torch.tensor([3, 2]))
+    assert counted.num_tokens() == 5 and counted.as_batch().counted == 5
+    assert counted.action_batch(max_new_tokens=2).counted == 4 == int(batch.mask.sum())
 
 
 def test_mixed_corpus_keeps_the_real_vocabulary(tiny_corpus):

@@ -91,6 +91,53 @@ def test_bad_config_values(overrides, message):
         build_config(ToyConfig, overrides)
 
 
+@dataclass
+class BoundedConfig:
+    layers: int = field(2, "at least one", bounds="[1, inf)")
+    rate: float = field(0.1, "positive", bounds="(0, inf)")
+    share: float = field(0.5, "a share", bounds="[0, 1)")
+    weight: float = field(1.0, "a weight", bounds="[0, 1]")
+    temperatures: tuple[float, ...] = field((1.0, 0.5), "each positive", bounds="(0, inf)")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"layers": "1"}, None), ({"layers": "0"}, "layers must be at least 1"),
+    ({"rate": "1e-9"}, None), ({"rate": "0"}, "rate must be positive"),
+    ({"share": "0"}, None), ({"share": "1"}, r"share must be in \[0, 1\)"),
+    ({"weight": "1"}, None), ({"weight": "1.01"}, r"weight must be in \[0, 1\]"),
+    ({"weight": "-0.01"}, r"weight must be in \[0, 1\]"),
+    ({"temperatures": "1,2"}, None), ({"temperatures": "1,0"}, "temperatures must be positive"),
+])
+def test_declared_bounds_are_checked_at_their_edges(overrides, message):
+    """Each interval by hand at and past its ends: closed ends take the end, open ones not;
+    a list is checked item by item."""
+    if message is None:
+        build_config(BoundedConfig, overrides)
+    else:
+        with pytest.raises(GanbenchError, match=f"BoundedConfig: {message}"):
+            build_config(BoundedConfig, overrides)
+
+
+def test_malformed_bounds_fail_where_declared():
+    with pytest.raises(ValueError, match="write an interval"):
+        field(1, "x", bounds="1..2")
+
+
+def test_every_shipped_default_lies_inside_its_bounds():
+    """The defaults of every registered variant's config and of the evaluation settings
+    pass their own bounds (a bound written wrong would refuse the default run)."""
+    from bench.config import describe_fields
+    from bench.evaluation import EvalConfig
+    from bench.registry import discover
+
+    configs = [variant.Config for variant in discover().values()] + [EvalConfig]
+    bounded = 0
+    for config_class in configs:
+        build_config(config_class)
+        bounded += sum(bool(row["bounds"]) for row in describe_fields(config_class))
+    assert bounded > 50  # the bounds are declared, not only accepted
+
+
 def test_bad_assignment():
     with pytest.raises(GanbenchError, match="field=value"):
         parse_assignments(["hidden"])

@@ -140,6 +140,9 @@ def test_fixed_shape_sampling_draws_what_dropping_rows_drew(device, eos_bias, ma
     assert (lengths.max() == max_new + 1) == (eos_bias < 1)  # forced EOS reached or not
     assert torch.equal(fixed.tokens, dropping.tokens)
     assert torch.equal(fixed.mask, dropping.mask)
+    for samples in (fixed, dropping):  # the host-side lengths the counts are taken from
+        assert samples.lengths.device.type == "cpu"
+        assert torch.equal(samples.lengths, samples.mask.sum(dim=1).cpu())
 
 
 def test_what_the_static_stepper_does_not_implement_goes_through_the_model():

@@ -2,6 +2,8 @@
 faster by implementation under an equal budget.
 
 - ``autocast``: bf16 matmuls on CUDA, float32 elsewhere.
+- ``optimizer_step``: every variant's update (backward, gradients averaged over data-parallel
+  ranks, clipped, the optimiser's step), in one place.
 - ``adam``: Adam or AdamW, fused (one kernel for all parameters) on CUDA; on a CPU the plain
   loop, whose numbers the CPU baselines were taken with.
 - ``compact_lstms``: cuDNN wants an LSTM's weights in one contiguous chunk; a module built,
@@ -25,6 +27,8 @@ from collections.abc import Iterable
 
 import torch
 
+from bench import distributed
+
 CUDA_LENGTH_MULTIPLE = 16
 COMPILE_BACKEND = "inductor"  # torch.compile's default; tests use "aot_eager" (no C++ build)
 
@@ -43,6 +47,19 @@ def adam(parameters: Iterable[torch.nn.Parameter], lr: float, device: torch.devi
     optimizer_class = torch.optim.AdamW if decoupled else torch.optim.Adam
     extra = {"fused": True} if torch.device(device).type == "cuda" else {}
     return optimizer_class(parameters, lr=lr, weight_decay=weight_decay, **extra)
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, module: torch.nn.Module,
+                   loss: torch.Tensor, grad_clip: float) -> None:
+    """Minimise ``loss`` by one step of ``optimizer`` over ``module``'s parameters: gradients
+    averaged over data-parallel ranks (nothing on one process), their norm clipped to
+    ``grad_clip`` when it is positive. Nothing here reads a value back from the device."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    distributed.average_gradients(module.parameters())
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
+    optimizer.step()
 
 
 def compact_lstms(module: torch.nn.Module) -> torch.nn.Module:

@@ -24,11 +24,13 @@ from baselines.primitives.utf8_guard import Utf8Guard
 class Samples:
     """Sampled continuations: prompts [N, P] (BOS, then P - 1 given tokens), tokens [N, L]
     (sampled tokens, EOS, then EOS as padding) and mask [N, L], True on the sampled tokens and
-    the first EOS."""
+    the first EOS. ``lengths`` [N] (on the host, when known): each row's mask count, so that
+    counting and the teacher-forcing views never wait on the device."""
 
     prompts: torch.Tensor
     tokens: torch.Tensor
     mask: torch.Tensor
+    lengths: torch.Tensor | None = None
 
     def as_batch(self) -> TokenBatch:
         """Teacher-forcing view of the whole sequence; only the sampled part counts."""
@@ -36,19 +38,25 @@ class Samples:
         sequence = torch.cat([self.prompts, self.tokens], dim=1)
         given = torch.zeros(len(self.tokens), prompt_length - 1, dtype=torch.bool,
                             device=self.mask.device)
-        return TokenBatch(sequence[:, :-1], sequence[:, 1:], torch.cat([given, self.mask], 1))
+        return TokenBatch(sequence[:, :-1], sequence[:, 1:], torch.cat([given, self.mask], 1),
+                          self.num_tokens() if self.lengths is not None else None)
 
     def num_tokens(self) -> int:
+        if self.lengths is not None:
+            return int(self.lengths.sum())
         return int(self.mask.sum())
 
     def action_batch(self, max_new_tokens: int) -> TokenBatch:
         """as_batch with only the sampled actions counted: the EOS that sample_tokens forces
-        after ``max_new_tokens`` was not drawn and gets no policy gradient."""
+        after ``max_new_tokens`` was not drawn and gets no policy gradient (it stands at that
+        index of ``tokens`` in the rows sampled to the cap)."""
         batch = self.as_batch()
         forced = self.prompts.shape[1] - 1 + max_new_tokens
         if forced < batch.mask.shape[1]:
             batch.mask = batch.mask.clone()
             batch.mask[:, forced] = False
+            if batch.counted is not None:
+                batch.counted -= int((self.lengths > max_new_tokens).sum())
         return batch
 
 
@@ -76,9 +84,10 @@ def sample_tokens(model: PreTrainedModel, prompts: torch.Tensor, max_new_tokens:
         tokens, lengths = _decode_fixed_rows(chooser, prompts, max_new_tokens, eos_id)
     else:
         tokens, lengths = _decode_dropping_rows(chooser, prompts, max_new_tokens, eos_id)
-    width = int(lengths.max())
+    lengths_on_host = lengths.cpu()  # the one wait on the device after the loop
+    width = int(lengths_on_host.max())
     mask = torch.arange(width, device=prompts.device).unsqueeze(0) < lengths.unsqueeze(1)
-    return Samples(prompts, tokens[:, :width], mask)
+    return Samples(prompts, tokens[:, :width], mask, lengths_on_host)
 
 
 # Fixed-shape decoding looks at the device (have all rows ended?) once per this many tokens:
