@@ -41,17 +41,25 @@ def lstm_sample_reference(model, n, max_length, temperature, generator):
     return out
 
 
-@pytest.mark.parametrize("temperature", [0.7, 1.0, 1.5])
-def test_lstm_sampling_draws_what_full_batch_decoding_drew(temperature):
+@pytest.mark.parametrize("fixed_rows", [False, True])
+@pytest.mark.parametrize("temperature,max_length,eos_bias", [
+    (0.7, 8, 1.5), (1.0, 8, 1.5), (1.5, 8, 1.5), (1.0, 40, 3.0)])
+def test_lstm_sampling_draws_what_full_batch_decoding_drew(temperature, max_length, eos_bias,
+                                                           fixed_rows):
+    """Both decoders (ended rows dropped; every row to the end, with a device check every 8
+    tokens) against the reference. With the strong EOS every row ends long before the cap, so
+    the fixed-row decoder stops at a check."""
     torch.manual_seed(0)
     model = LSTMGenerator(12, 8, 16).eval()
     with torch.no_grad():  # a likely EOS, so that rows end at many different steps
-        model.output.bias[EOS] += 1.5
-    expected = lstm_sample_reference(model, 300, 8, temperature,
+        model.output.bias[EOS] += eos_bias
+    expected = lstm_sample_reference(model, 300, max_length, temperature,
                                      torch.Generator().manual_seed(4))
-    got = model.sample(300, 8, temperature, torch.Generator().manual_seed(4))
+    got = model.sample(300, max_length, temperature, torch.Generator().manual_seed(4),
+                       fixed_rows=fixed_rows)
     lengths = (expected != PAD).sum(dim=1)
-    assert lengths.min() < 4 and lengths.max() == 9  # short rows and rows at the cap
+    assert lengths.min() < 4  # short rows
+    assert (lengths.max() == max_length + 1) == (max_length == 8)  # rows at the cap, or none
     assert torch.equal(got, expected)
 
 

@@ -16,7 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast
 from baselines.primitives.engine import autocast
 from baselines.primitives.hf import TokenBatch
 from baselines.primitives.kv_decoding import next_token_stepper
-from baselines.primitives.sampling import draw_categorical
+from baselines.primitives.sampling import END_CHECK_EVERY, draw_categorical
 from baselines.primitives.utf8_guard import Utf8Guard
 
 
@@ -88,12 +88,6 @@ def sample_tokens(model: PreTrainedModel, prompts: torch.Tensor, max_new_tokens:
     width = int(lengths_on_host.max())
     mask = torch.arange(width, device=prompts.device).unsqueeze(0) < lengths.unsqueeze(1)
     return Samples(prompts, tokens[:, :width], mask, lengths_on_host)
-
-
-# Fixed-shape decoding looks at the device (have all rows ended?) once per this many tokens:
-# a read per token would stall the host on every step; the extra steps after the last row ends
-# draw nothing that is kept.
-END_CHECK_EVERY = 8
 
 
 class TokenChooser:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.primitives.sampling import draw_categorical
+from baselines.primitives.sampling import END_CHECK_EVERY, draw_categorical
 from bench.text import BOS, EOS, PAD, UNK
 
 
@@ -107,13 +107,19 @@ class LSTMGenerator(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, max_length: int, temperature: float,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None,
+               fixed_rows: bool | None = None) -> torch.Tensor:
         """n sequences [n, max_length + 1]: tokens, EOS, then PAD (EOS forced at the end).
 
-        Finished rows leave the batch (with their LSTM state), so a step costs only the rows
-        still decoding; the draws are those of decoding every row to the end
-        (draw_categorical's ``active``)."""
+        On a CPU, finished rows leave the batch (with their LSTM state), so a step costs only
+        the rows still decoding. With ``fixed_rows`` (the default on CUDA) every row decodes
+        to the end and the loop reads the device once per END_CHECK_EVERY tokens instead of
+        twice a token: on a GPU the waits, not the arithmetic, bound so small a step. Either
+        way the draws are those of decoding every row to the end (draw_categorical's
+        ``active``), so both give the same sequences."""
         device = self.output.weight.device
+        if fixed_rows if fixed_rows is not None else device.type == "cuda":
+            return self._sample_fixed_rows(n, max_length, temperature, generator)
         tokens = torch.full((n, 1), BOS, dtype=torch.long, device=device)
         out = torch.full((n, max_length + 1), PAD, dtype=torch.long, device=device)
         rows = torch.arange(n, device=device)  # batch rows still decoding
@@ -123,12 +129,7 @@ class LSTMGenerator(nn.Module):
             if t == max_length:
                 out[rows, t] = EOS
                 break
-            logits, state = self(tokens, state)
-            logits = logits[:, -1].float()
-            # Never emit the special input-only tokens.
-            logits[:, [PAD, BOS, UNK]] = -float("inf")
-            probs = torch.softmax(logits / temperature, dim=-1)
-            next_token = draw_categorical(probs, generator, active)
+            next_token, state = self._draw(tokens, state, temperature, generator, active)
             out[rows, t] = next_token
             going_on = next_token != EOS
             if not bool(going_on.any()):
@@ -138,4 +139,33 @@ class LSTMGenerator(nn.Module):
                 state = tuple(part[:, going_on] for part in state)
                 active = torch.zeros_like(active).index_fill_(0, rows, True)
             tokens = next_token.unsqueeze(1)
+        return out
+
+    def _draw(self, tokens: torch.Tensor, state, temperature: float,
+              generator: torch.Generator | None, active: torch.Tensor | None):
+        """One step: the next token of each row fed ``tokens`` [rows, 1], and the new state."""
+        logits, state = self(tokens, state)
+        logits = logits[:, -1].float()
+        # Never emit the special input-only tokens.
+        logits[:, [PAD, BOS, UNK]] = -float("inf")
+        probs = torch.softmax(logits / temperature, dim=-1)
+        return draw_categorical(probs, generator, active), state
+
+    def _sample_fixed_rows(self, n: int, max_length: int, temperature: float,
+                           generator: torch.Generator | None) -> torch.Tensor:
+        """sample() with every row decoding to the end: an ended row keeps being fed its own
+        draws, which are not kept (PAD is written after its EOS)."""
+        device = self.output.weight.device
+        tokens = torch.full((n, 1), BOS, dtype=torch.long, device=device)
+        out = torch.full((n, max_length + 1), PAD, dtype=torch.long, device=device)
+        active = torch.ones(n, dtype=torch.bool, device=device)
+        state = None
+        for t in range(max_length):
+            drawn, state = self._draw(tokens, state, temperature, generator, None)
+            out[:, t] = torch.where(active, drawn, PAD)
+            active &= drawn != EOS
+            if (t + 1) % END_CHECK_EVERY == 0 and not bool(active.any()):
+                return out
+            tokens = drawn.unsqueeze(1)
+        out[:, max_length] = torch.where(active, EOS, PAD)
         return out

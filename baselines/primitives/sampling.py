@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import torch
 
+# Decoders that keep every row to the end look at the device (have all rows ended?) once per
+# this many tokens: a read per token would stall the host on every step, and the extra steps
+# after the last row ends draw nothing that is kept.
+END_CHECK_EVERY = 8
+
 
 def draw_categorical(probs: torch.Tensor, generator: torch.Generator,
                      active: torch.Tensor | None = None) -> torch.Tensor:
