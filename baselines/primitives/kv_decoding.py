@@ -129,6 +129,27 @@ class GPT2StaticCacheStepper:
         if new > 1 and begin > 0:
             raise ValueError("several new positions are taken only as the first call's prompt")
         hidden = transformer.wte(input_ids) + transformer.wpe.weight[begin:end]
+
+        def attend(layer: int, query, key, value) -> torch.Tensor:
+            self.keys[layer][:, :, begin:end] = key
+            self.values[layer][:, :, begin:end] = value
+            # A single new position attends to every cached one; a prompt attends causally
+            # (it is the first call, so the cache holds nothing before it).
+            return F.scaled_dot_product_attention(
+                query, self.keys[layer][:, :, :end], self.values[layer][:, :, :end],
+                is_causal=new > 1, scale=self.scale)
+
+        last = self.blocks(hidden, attend)
+        self.length = end
+        return last
+
+    def blocks(self, hidden: torch.Tensor, attend) -> torch.Tensor:
+        """GPT-2's blocks and final layer norm over the new positions' embeddings hidden
+        [rows, new, E] -> the last position's state [rows, E]. ``attend(layer, query, key,
+        value)`` stores the layer's new keys and values in the cache and returns the
+        attention output [rows, heads, new, head_dim]."""
+        transformer = self.model.transformer
+        n, new = hidden.shape[:2]
         for layer, block in enumerate(transformer.h):
             query, key, value = (block.attn.c_attn(block.ln_1(hidden))
                                  .view(n, new, 3, self.heads, self.head_dim)
@@ -136,16 +157,9 @@ class GPT2StaticCacheStepper:
             if layer == len(self.keys):
                 self.keys.append(self.new_buffer(key))
                 self.values.append(self.new_buffer(value))
-            self.keys[layer][:, :, begin:end] = key
-            self.values[layer][:, :, begin:end] = value
-            # A single new position attends to every cached one; a prompt attends causally
-            # (it is the first call, so the cache holds nothing before it).
-            attended = F.scaled_dot_product_attention(
-                query, self.keys[layer][:, :, :end], self.values[layer][:, :, :end],
-                is_causal=new > 1, scale=self.scale)
+            attended = attend(layer, query, key, value)
             hidden = hidden + block.attn.c_proj(attended.transpose(1, 2).reshape(n, new, -1))
             hidden = hidden + block.mlp(block.ln_2(hidden))
-        self.length = end
         return transformer.ln_f(hidden[:, -1])
 
     def new_buffer(self, like: torch.Tensor) -> torch.Tensor:
@@ -200,22 +214,18 @@ class GPT2FixedShapeStepper(GPT2StaticCacheStepper):
     def decode(self) -> torch.Tensor:
         """One token's forward from ``self.token`` at ``self.position``: logits [rows, V]."""
         transformer = self.model.transformer
-        n = self.shape[0]
         hidden = transformer.wte(self.token) + transformer.wpe(self.position)
         visible = (self.positions <= self.position).view(1, 1, 1, -1)
         where = self.position.view(1)
-        for layer, block in enumerate(transformer.h):
-            query, key, value = (block.attn.c_attn(block.ln_1(hidden))
-                                 .view(n, 1, 3, self.heads, self.head_dim)
-                                 .permute(2, 0, 3, 1, 4).unbind(0))
+
+        def attend(layer: int, query, key, value) -> torch.Tensor:
             self.keys[layer].index_copy_(2, where, key)
             self.values[layer].index_copy_(2, where, value)
-            attended = F.scaled_dot_product_attention(
+            return F.scaled_dot_product_attention(
                 query, self.keys[layer], self.values[layer], attn_mask=visible,
                 scale=self.scale)
-            hidden = hidden + block.attn.c_proj(attended.transpose(1, 2).reshape(n, 1, -1))
-            hidden = hidden + block.mlp(block.ln_2(hidden))
-        return self.head(transformer.ln_f(hidden[:, -1]))[:, : self.vocab]
+
+        return self.head(self.blocks(hidden, attend))[:, : self.vocab]
 
     def replay(self) -> torch.Tensor:
         """decode() through a CUDA graph captured at the first decode step. The returned logits
