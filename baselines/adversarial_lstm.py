@@ -10,8 +10,10 @@ Phases, scheduled on the share of the budget spent (``progress``):
    ``d_steps`` discriminator rounds (a fresh batch of samples, ``d_epochs`` updates on it).
 
 Stability: a non-finite loss, or a generator whose mean entropy per sampled token falls below
-``min_entropy`` in the adversarial phase (collapse onto a few sentences), raises
-bench.errors.Diverged, which ends the run with status ``diverged``.
+``min_entropy`` in the adversarial phase (collapse onto a few sentences), ends the run with
+status ``diverged`` at that step. Steps report these as checks (bench.variant.Check) and their
+logs as 0-d tensors, which the harness reads a few steps at a time: no step waits for the
+device to report them.
 
 Logs per step: ``train/phase`` (0 MLE, 1 discriminator pretraining, 2 adversarial), and where
 the phase computes them ``train/g_loss``, ``train/g_entropy`` (nats per token; MLE: of the
@@ -45,9 +47,8 @@ from baselines.primitives.sequences import (
 )
 from bench.config import field
 from bench.corpora import Corpus
-from bench.errors import Diverged
 from bench.text import PAD
-from bench.variant import StepReport
+from bench.variant import Check, StepReport
 
 PHASE_MLE, PHASE_D_PRETRAIN, PHASE_ADVERSARIAL = 0, 1, 2
 PHASE_NAMES = ("mle", "discriminator", "adversarial")
@@ -76,11 +77,6 @@ class AdversarialLSTMConfig(MLELSTMConfig):
     def validate(self) -> None:
         if self.mle_fraction + self.disc_pretrain_fraction >= 1:
             raise ValueError("mle_fraction and disc_pretrain_fraction must sum below 1")
-
-
-def check_finite(name: str, value: torch.Tensor) -> None:
-    if not bool(torch.isfinite(value).all()):
-        raise Diverged(f"non-finite {name}: {value.detach().flatten()[:1].item()}")
 
 
 class AdversarialLSTM(MLELSTM, abc.ABC):
@@ -123,8 +119,8 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
         """The discriminator's score (higher = more real) of each sequence of ids [N, W]."""
 
     @abc.abstractmethod
-    def generator_update(self) -> tuple[dict[str, float], int, float]:
-        """One adversarial generator update: (logs, generator tokens, FLOPs)."""
+    def generator_update(self) -> StepReport:
+        """One adversarial generator update: its generator tokens, FLOPs, logs and checks."""
 
     def end_mle_phase(self) -> None:
         """Called once, when the MLE phase is over."""
@@ -151,43 +147,45 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
         return report
 
     def mle_step(self) -> StepReport:
-        batch = self.train_data.select(self.batches.next_indices().to(self.device))
+        indices = self.batches.next_indices()
+        batch = self.train_data.select(indices.to(self.device))
         # Logits of the counted positions only (no work on padding), sentence after sentence.
         logits, targets = self.generator.counted_logits(batch.inputs, batch.targets)
         # A diagnostic only (no collapse check in MLE): 8 sentences keep its cost a few per
         # cent of the step, so the MLE phase runs as fast as mle_lstm's. Their positions are
         # the first rows of the counted logits; taken before the loss's backward, which
-        # reuses the logits' buffer.
-        first_eight = int((batch.targets[:8] != PAD).sum())
+        # reuses the logits' buffer. Counts come from the host's lengths (mle_lstm's).
+        first_eight = int(self.train_lengths[indices[:8]].sum())
         entropy = est.mean_token_entropy(logits[:first_eight].detach(),
                                          torch.ones(first_eight, dtype=torch.bool,
                                                     device=logits.device))
         loss = cross_entropy_consuming_logits(logits, targets)
-        check_finite("MLE loss", loss)
         self._step(self.optimizer, self.generator, loss)
-        tokens = batch.num_tokens()
+        tokens = int(self.train_lengths[indices].sum())
+        # The harness ends the run at a non-finite or exploding MLE loss (its nll rule).
+        loss = loss.detach()
         return StepReport(tokens=tokens, flops=3 * tokens * self.generator.flops_per_token(),
-                          logs={"train/g_loss": loss.item(), "train/g_entropy": entropy.item()},
-                          nll=loss.item(), nll_vocab_size=len(self.corpus.vocab))
+                          logs={"train/g_loss": loss, "train/g_entropy": entropy},
+                          nll=loss, nll_vocab_size=len(self.corpus.vocab))
 
     def discriminator_round(self) -> StepReport:
         """Fresh samples of the generator, then d_epochs discriminator updates on them, each
         against a fresh batch of real sentences."""
-        fake = sample_sequences(self.generator, self.config.batch_size, self.width,
-                                self.train_rng)
+        fake, fake_tokens = sample_sequences(self.generator, self.config.batch_size,
+                                             self.width, self.train_rng)
         self.discriminator.train()
+        checks = []
         for _ in range(self.config.d_epochs):
             index = self.real_batches.next_indices().to(self.device)
             real = self.discriminator_batch(self.train_data.targets[index])
             loss, accuracy = self.discriminator_loss(real, self.discriminator_batch(fake))
-            check_finite("discriminator loss", loss)
             self._step(self.d_optimizer, self.discriminator, loss)
             self.after_discriminator_step()
-        fake_tokens = int((fake != PAD).sum())
+            checks.append(Check("discriminator loss", loss.detach()))
         flops = (fake_tokens * self.generator.flops_per_token()
                  + 3 * self.config.d_epochs * self.discriminator_flops(len(real) + len(fake)))
-        return StepReport(tokens=fake_tokens, flops=flops,
-                          logs={"train/d_loss": loss.item(), "train/d_acc": accuracy.item()},
+        return StepReport(tokens=fake_tokens, flops=flops, checks=checks,
+                          logs={"train/d_loss": loss.detach(), "train/d_acc": accuracy},
                           generator_updates=0, discriminator_updates=self.config.d_epochs)
 
     def after_discriminator_step(self) -> None:
@@ -199,23 +197,19 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
         return tokens
 
     def adversarial_round(self) -> StepReport:
-        logs: dict[str, float] = {}
-        tokens, flops, d_updates = 0, 0.0, 0
-        for _ in range(self.config.g_steps):
-            g_logs, g_tokens, g_flops = self.generator_update()
-            logs.update(g_logs)
-            tokens += g_tokens
-            flops += g_flops
+        round_report = StepReport(tokens=0, generator_updates=self.config.g_steps)
+        parts = [self.generator_update() for _ in range(self.config.g_steps)]
         for _ in range(self.config.d_steps):
             if self.budget_spent():
                 break  # the round is cut short where the budget ends; the harness stops next
-            report = self.discriminator_round()
-            logs.update(report.logs)
-            tokens += report.tokens
-            flops += report.flops
-            d_updates += report.discriminator_updates
-        return StepReport(tokens=tokens, flops=flops, logs=logs,
-                          generator_updates=self.config.g_steps, discriminator_updates=d_updates)
+            parts.append(self.discriminator_round())
+        for part in parts:  # the logs of the last update of each network are kept
+            round_report.tokens += part.tokens
+            round_report.flops += part.flops
+            round_report.logs.update(part.logs)
+            round_report.checks += part.checks
+            round_report.discriminator_updates += part.discriminator_updates
+        return round_report
 
     # -- shared pieces of generator updates ----------------------------------------------------
 
@@ -223,11 +217,12 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
               loss: torch.Tensor) -> None:
         optimizer_step(optimizer, module, loss, self.config.grad_clip)
 
-    def check_entropy(self, entropy: torch.Tensor) -> None:
-        floor = self.config.min_entropy
-        if floor > 0 and entropy.item() < floor:
-            raise Diverged(f"generator entropy collapsed: {entropy.item():.4g} nats per token "
-                           f"< min_entropy {floor:g}")
+    def generator_checks(self, loss: torch.Tensor, entropy: torch.Tensor) -> list[Check]:
+        """The adversarial generator update's divergence rules: a finite loss, and a mean
+        entropy (nats per sampled token) not below min_entropy (0: only finite)."""
+        floor = self.config.min_entropy if self.config.min_entropy > 0 else -float("inf")
+        return [Check("generator loss", loss.detach()),
+                Check("generator entropy (nats per token)", entropy, floor, "min_entropy")]
 
     def baseline_for(self, rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
         """The baseline of this batch's rewards ([B]: a number; [B, W]: per position); the
@@ -247,8 +242,9 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
         return baseline
 
     def policy_gradient_step(self, samples: torch.Tensor, rewards: torch.Tensor
-                             ) -> dict[str, float]:
-        """REINFORCE on sampled sequences [B, W] with rewards [B] or [B, W]."""
+                             ) -> StepReport:
+        """REINFORCE on sampled sequences [B, W] with rewards [B] or [B, W]: the update's logs
+        and checks (the caller counts its tokens and FLOPs)."""
         mask = samples != PAD
         # The EOS forced at the length cap was no sampled action: no gradient there.
         actions = est.sampled_action_mask(samples, PAD)
@@ -258,13 +254,13 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
         # The sampler never draws PAD/BOS/UNK: log-probs of that distribution, not the full one.
         log_probs = est.sampling_log_probs(logits, samples, NEVER_SAMPLED)
         loss = est.reinforce_loss(log_probs, rewards, actions, baseline)
-        check_finite("generator loss", loss)
         entropy = est.mean_token_entropy(logits.detach(), mask)
-        self.check_entropy(entropy)
         self._step(self.g_optimizer, self.generator, loss)
         reward_mean = est.masked_mean(rewards, mask) if rewards.dim() == 2 else rewards.mean()
-        return {"train/g_loss": loss.item(), "train/g_entropy": entropy.item(),
-                "train/reward_mean": reward_mean.item()}
+        return StepReport(tokens=0, logs={"train/g_loss": loss.detach(),
+                                          "train/g_entropy": entropy,
+                                          "train/reward_mean": reward_mean},
+                          checks=self.generator_checks(loss, entropy))
 
     def lstm_flops_per_token(self) -> float:
         """The generator's LSTM alone (no output layer), per token."""

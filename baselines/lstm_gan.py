@@ -30,13 +30,14 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from baselines.adversarial_lstm import AdversarialLSTM, AdversarialLSTMConfig, check_finite
+from baselines.adversarial_lstm import AdversarialLSTM, AdversarialLSTMConfig
 from baselines.primitives import estimators as est
 from baselines.primitives.discriminators import LSTMDiscriminator
 from baselines.primitives.rollout import NEVER_SAMPLED, sample_sequences
 from baselines.primitives.sequences import trim_padding
 from bench.config import field
 from bench.text import BOS, EOS, PAD
+from bench.variant import StepReport
 
 
 @dataclass
@@ -112,15 +113,15 @@ class LSTMGAN(AdversarialLSTM):
         # logit of a counted position, so they are cut (real batches are corpus-wide).
         return trim_padding(tokens)
 
-    def generator_update(self) -> tuple[dict[str, float], int, float]:
+    def generator_update(self) -> StepReport:
         if self.config.g_loss == "reinforce":
             return self.reinforce_update()
         return self.gumbel_update()
 
-    def reinforce_update(self) -> tuple[dict[str, float], int, float]:
+    def reinforce_update(self) -> StepReport:
         config = self.config
-        samples = sample_sequences(self.generator, config.batch_size, self.width,
-                                   self.train_rng)
+        samples, tokens = sample_sequences(self.generator, config.batch_size, self.width,
+                                           self.train_rng)
         mask = samples != PAD
         self.discriminator.eval()
         with torch.no_grad():
@@ -130,12 +131,12 @@ class LSTMGAN(AdversarialLSTM):
             rewards = est.discounted_returns(prefix_logits, mask, config.gamma)
         else:
             rewards = LSTMDiscriminator.sequence_logits(prefix_logits, samples)
-        logs = self.policy_gradient_step(samples, rewards)
-        tokens = int(mask.sum())
+        report = self.policy_gradient_step(samples, rewards)
+        report.tokens = tokens
         # Sampling (forward), the discriminator's scoring, the update (forward + backward).
-        flops = 4 * tokens * self.generator.flops_per_token() + self.discriminator_flops(
+        report.flops = 4 * tokens * self.generator.flops_per_token() + self.discriminator_flops(
             len(samples))
-        return logs, tokens, flops
+        return report
 
     def gumbel_samples(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(one_hots [B, W, V] with Gumbel-softmax gradients, ids [B, W], logits [B, W, V]).
@@ -173,7 +174,7 @@ class LSTMGAN(AdversarialLSTM):
             inputs = (one_hot @ generator.embedding.weight).unsqueeze(1)
         return torch.stack(one_hots, 1), torch.stack(ids, 1), torch.stack(all_logits, 1)
 
-    def gumbel_update(self) -> tuple[dict[str, float], int, float]:
+    def gumbel_update(self) -> StepReport:
         one_hots, ids, logits = self.gumbel_samples()
         mask = ids != PAD
         # The discriminator stays in training mode (it has no dropout): cuDNN's LSTM backward
@@ -183,11 +184,12 @@ class LSTMGAN(AdversarialLSTM):
             loss = est.wasserstein_generator_loss(scores)
         else:
             loss = est.nonsaturating_generator_loss(scores)
-        check_finite("generator loss", loss)
         entropy = est.mean_token_entropy(logits.detach(), mask)
-        self.check_entropy(entropy)
-        self._step(self.g_optimizer, self.generator, loss)
+        # The one wait of this update: how many tokens were drawn is known only on the device
+        # (the relaxed sampler runs every row to the end, reading nothing back). Taken before
+        # the update is queued, so it waits for the forward pass alone.
         tokens = int(mask.sum())
+        self._step(self.g_optimizer, self.generator, loss)
         vocab = one_hots.shape[-1]
         # Forward + backward through the generator and the discriminator; the soft inputs are
         # read through the embedding matrices (a V x E product per position, in both).
@@ -195,8 +197,10 @@ class LSTMGAN(AdversarialLSTM):
                                        + self.discriminator.embedding.embedding_dim)
         flops = 3 * (tokens * self.generator.flops_per_token() + self.discriminator_flops(
             len(ids)) + len(ids) * self.width * embedding_reads)
-        return ({"train/g_loss": loss.item(), "train/g_entropy": entropy.item(),
-                 "train/reward_mean": scores.mean().item()}, tokens, flops)
+        return StepReport(tokens=tokens, flops=flops,
+                          logs={"train/g_loss": loss.detach(), "train/g_entropy": entropy,
+                                "train/reward_mean": scores.detach().mean()},
+                          checks=self.generator_checks(loss, entropy))
 
 
 VARIANT = LSTMGAN

@@ -48,7 +48,7 @@ from baselines.primitives.engine import compact_lstms
 from baselines.primitives.rollout import CompletionScoreFn, rollout_rewards, sample_sequences
 from bench.config import field
 from bench.corpora import Corpus
-from bench.text import PAD
+from bench.variant import StepReport
 
 # SeqGAN code (sequence_gan.py): dis_filter_sizes and dis_num_filters.
 SEQGAN_FILTER_SIZES = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20]
@@ -143,10 +143,10 @@ class SeqGAN(AdversarialLSTM):
         same numbers as probability_real on each completion."""
         return lambda *completions: torch.sigmoid(scorer(*completions))
 
-    def generator_update(self) -> tuple[dict[str, float], int, float]:
+    def generator_update(self) -> StepReport:
         config = self.config
-        samples = sample_sequences(self.generator, config.batch_size, self.width,
-                                   self.train_rng)
+        samples, sample_tokens = sample_sequences(self.generator, config.batch_size, self.width,
+                                                  self.train_rng)
         rollout_generator = (self.generator if self.rollout_network is None
                              else self.rollout_network)
         self.discriminator.eval()  # no dropout in the rewards, as the SeqGAN code
@@ -156,18 +156,18 @@ class SeqGAN(AdversarialLSTM):
                                   config.rollout_max_rows, should_stop=self.budget_spent,
                                   score_completions=self.completion_probability_real(scorer))
         self.discriminator.train()
-        logs = self.policy_gradient_step(samples, rollout.rewards)
+        report = self.policy_gradient_step(samples, rollout.rewards)
         self.update_rollout_network()
-        sample_tokens = int((samples != PAD).sum())
+        report.tokens = sample_tokens + rollout.completion_tokens
         g_flops = self.generator.flops_per_token()
-        flops = (sample_tokens * g_flops  # sampling
-                 + len(samples) * self.width * self.lstm_flops_per_token()  # prefix states
-                 + rollout.completion_tokens * g_flops  # completions
-                 + self.discriminator_flops(len(samples))  # the samples' scores and windows
-                 + 2.0 * scorer.multiply_adds  # the completions' scores
-                 + 3 * sample_tokens * g_flops)  # the update, forward and backward
-        logs["train/rollout_tokens"] = float(rollout.completion_tokens)
-        return logs, sample_tokens + rollout.completion_tokens, flops
+        report.flops = (sample_tokens * g_flops  # sampling
+                        + len(samples) * self.width * self.lstm_flops_per_token()  # prefixes
+                        + rollout.completion_tokens * g_flops  # completions
+                        + self.discriminator_flops(len(samples))  # samples' scores, windows
+                        + 2.0 * scorer.multiply_adds  # the completions' scores
+                        + 3 * sample_tokens * g_flops)  # the update, forward and backward
+        report.logs["train/rollout_tokens"] = float(rollout.completion_tokens)
+        return report
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

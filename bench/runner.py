@@ -346,11 +346,12 @@ def _count_step(run: PreparedRun, clock: BudgetClock, report: StepReport,
 
 
 def _first_divergence(values: list[StepValues]) -> tuple[str | None, int | None]:
-    """(why, at which step) the first diverged step of ``values`` diverged (a log not finite,
-    or the MLE loss past its bound, bench.divergence), or (None, None)."""
+    """(why, at which step) the first diverged step of ``values`` diverged (one of the
+    variant's checks failed, a log not finite, or the MLE loss past its bound,
+    bench.divergence), or (None, None)."""
     for step in values:
-        bad = _finite_logs(step.logs) or nll_divergence(step.nll, step.nll_vocab_size,
-                                                        step.step)
+        bad = (step.failure() or _finite_logs(step.logs)
+               or nll_divergence(step.nll, step.nll_vocab_size, step.step))
         if bad:
             return bad, step.step
     return None, None

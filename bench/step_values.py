@@ -10,11 +10,11 @@ had been read at once: the same values, the same divergence rule, only later.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 
-from bench.variant import StepReport
+from bench.variant import Check, StepReport
 
 
 @dataclass
@@ -25,6 +25,15 @@ class StepValues:
     logs: dict[str, float]
     nll: float | None
     nll_vocab_size: int
+    checks: list[Check] = field(default_factory=list)  # their values read: floats
+
+    def failure(self) -> str | None:
+        """Why this step's own checks (StepReport.checks) end the run, or None."""
+        for check in self.checks:
+            why = check.failure(check.value)
+            if why:
+                return why
+        return None
 
 
 class PendingSteps:
@@ -42,7 +51,8 @@ class PendingSteps:
     def drain(self) -> list[StepValues]:
         """Every pending step's values as floats, from one transfer per device; empties."""
         tensors = [value for _, report in self._reports
-                   for value in (*report.logs.values(), report.nll)
+                   for value in (*report.logs.values(), report.nll,
+                                 *(check.value for check in report.checks))
                    if isinstance(value, torch.Tensor)]
         read = iter(_read_in_order(tensors))
 
@@ -52,7 +62,9 @@ class PendingSteps:
         out = []
         for step, report in self._reports:  # the same order as ``tensors``
             logs = {name: host(value) for name, value in report.logs.items()}
-            out.append(StepValues(step, logs, host(report.nll), report.nll_vocab_size))
+            nll = host(report.nll)
+            checks = [replace(check, value=host(check.value)) for check in report.checks]
+            out.append(StepValues(step, logs, nll, report.nll_vocab_size, checks))
         self._reports.clear()
         return out
 

@@ -9,6 +9,7 @@ pretraining, adversarial steps) in any budget unit.
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,28 @@ from typing import Any, ClassVar
 import torch
 
 from bench.corpora import Corpus
+
+
+@dataclass
+class Check:
+    """A value of a training step that ends the run as diverged when it is not finite or is
+    below ``floor``: a GAN's losses, its generator's entropy (collapse onto a few sentences).
+    The harness reads it with the step's logs at its own sync points (bench.step_values), so a
+    check never makes the host wait for the device inside a step."""
+
+    what: str  # what the value is, for the reason: "generator loss"
+    value: float | torch.Tensor  # a float or a 0-d tensor
+    floor: float = -math.inf
+    floor_name: str = ""  # the config field that sets the floor: "min_entropy"
+
+    def failure(self, value: float) -> str | None:
+        """Why ``value`` (this check's, read on the host) ends the run, or None."""
+        if not math.isfinite(value):
+            return f"non-finite {self.what}: {value}"
+        if value < self.floor:
+            return (f"{self.what} fell to {value:.4g}, below {self.floor_name} "
+                    f"{self.floor:g}")
+        return None
 
 
 @dataclass
@@ -34,6 +57,8 @@ class StepReport:
     # diverged (bench.divergence).
     nll: float | None = None
     nll_vocab_size: int = 0
+    # The variant's own divergence rules for this step, in the order it met them.
+    checks: list[Check] = field(default_factory=list)
 
 
 @dataclass

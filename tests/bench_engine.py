@@ -208,8 +208,29 @@ def count_syncs(variant, syncs=cuda_syncs) -> dict[str, int]:
               "sampling 200, dropping rows": syncs(sample(False)),
               "nll of 500 test sentences": syncs(
                   lambda: variant.token_nll(variant.corpus.test[:500]))}
+    counts.update(count_lstm_gan_syncs(variant.corpus, variant.device, syncs))
     name = torch.cuda.get_device_name() if variant.device.type == "cuda" else "cpu"
     print(f"{name}: synchronisations {counts} (max_new_tokens {variant.max_new_tokens})")
+    return counts
+
+
+def count_lstm_gan_syncs(corpus, device, syncs=cuda_syncs) -> dict[str, int]:
+    """The same for the LSTM GANs' adversarial rounds at their default sizes: 3 of lstm_gan
+    (REINFORCE, then Gumbel-softmax) and one of seqgan (its rollouts)."""
+    from baselines.lstm_gan import LSTMGAN
+    from baselines.seqgan import SeqGAN
+    from bench.config import build_config
+
+    counts = {}
+    adversarial = {"mle_fraction": 0.0, "disc_pretrain_fraction": 0.0}
+    for label, cls, overrides, rounds in (
+            ("3 lstm_gan rounds, reinforce", LSTMGAN, {}, 3),
+            ("3 lstm_gan rounds, gumbel", LSTMGAN, {"g_loss": "nonsaturating"}, 3),
+            ("1 seqgan round", SeqGAN, {}, 1)):
+        gan = cls(build_config(cls.Config, {**adversarial, **overrides}), corpus, device, 0)
+        gan.train_step(0.5)  # warm-up: first-call allocations
+        counts[label] = syncs(lambda gan=gan, rounds=rounds:
+                              [gan.train_step(0.5) for _ in range(rounds)])
     return counts
 
 

@@ -54,8 +54,8 @@ class GeneratorUpdate:
         self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=1e-2)
         self.discriminator = CNNDiscriminator(sizes["vocab"], 64, SEQGAN_FILTER_SIZES,
                                               SEQGAN_NUM_FILTERS, dropout=0.25).eval()
-        self.samples = sample_sequences(self.generator, sizes["batch"], sizes["width"],
-                                        torch.Generator().manual_seed(0))
+        self.samples, _ = sample_sequences(self.generator, sizes["batch"], sizes["width"],
+                                           torch.Generator().manual_seed(0))
         self.score = self.probability_real if score_with_discriminator else self.free_score
         self.multiply_adds = 0  # the discriminator's, in the last run reusing prefix windows
 

@@ -90,3 +90,18 @@ def run_record(capsys):
         return json.loads(Path(json.loads(captured.out)["record"]).read_text())
 
     return run
+
+
+@pytest.fixture
+def divergence():
+    """Why a training step's report ends its run, read as the harness reads it at a sync point
+    (bench.runner, bench.step_values); None where it does not."""
+    from bench.runner import _first_divergence
+    from bench.step_values import PendingSteps
+
+    def read(report) -> str | None:
+        pending = PendingSteps()
+        pending.add(1, report)
+        return _first_divergence(pending.drain())[0]
+
+    return read

@@ -8,6 +8,7 @@ import torch
 from baselines.primitives.discriminators import CNNDiscriminator
 from baselines.primitives.lstm import LSTMGenerator
 from baselines.primitives.rollout import (
+    NextTokenSampler,
     prefix_states,
     rollout_rewards,
     rollout_rewards_reference,
@@ -56,15 +57,17 @@ def labelled_sentences(width: int, eos_at: list[int]) -> torch.Tensor:
     return torch.tensor(rows)
 
 
+# fixed_rows: every completion decodes to the end (CUDA's default), or ended ones leave.
+@pytest.mark.parametrize("fixed_rows", [False, True])
 @pytest.mark.parametrize("max_rows", [4096, 7])  # all in one chunk, and one sentence a chunk
-def test_each_reward_comes_from_its_own_sentence_and_prefix(max_rows):
+def test_each_reward_comes_from_its_own_sentence_and_prefix(max_rows, fixed_rows):
     width, rollouts = 6, 4
     # Sentences 0 and 1 run to the length cap (EOS at position 5); sentence 2 ends early (EOS
     # at 2), so its prefixes of length >= 3 hold the EOS and are complete already.
     sequences = labelled_sentences(width, [5, 5, 2])
     result = rollout_rewards(filler_generator(200), sequences, rollouts,
                              sentence_and_prefix_score, torch.Generator().manual_seed(0),
-                             max_rows=max_rows)
+                             max_rows=max_rows, fixed_rows=fixed_rows)
     # reward[i, t] scores completions of sentence i's prefix of tokens 0..t (length t + 1);
     # the last position, and every position of a finished prefix, the full sentence.
     expected = torch.tensor([
@@ -81,7 +84,8 @@ def test_each_reward_comes_from_its_own_sentence_and_prefix(max_rows):
     assert result.completion_tokens == rollouts * tokens_per_rollout
 
 
-def test_rollouts_follow_the_generator():
+@pytest.mark.parametrize("fixed_rows", [False, True])
+def test_rollouts_follow_the_generator(fixed_rows):
     # The fake generator draws filler 4 with probability 0.3, 5 with 0.7; score = count of 4s.
     # For a prefix of length t of a width-6 sentence, positions t..4 are drawn (5 is EOS):
     # E[score] = (4s in the prefix) + 0.3 x (5 - t).
@@ -90,7 +94,7 @@ def test_rollouts_follow_the_generator():
     generator = filler_generator(20, [0.3, 0.7])
     result = rollout_rewards(generator, sequences, rollouts,
                              lambda tokens: (tokens == 4).sum(dim=1).float(),
-                             torch.Generator().manual_seed(1))
+                             torch.Generator().manual_seed(1), fixed_rows=fixed_rows)
     counts = torch.cumsum((sequences[:, :-1] == 4).float(), dim=1)
     drawn = torch.tensor([4.0, 3.0, 2.0, 1.0, 0.0])
     expected = torch.cat([counts + 0.3 * drawn, (sequences == 4).sum(1, keepdim=True)], dim=1)
@@ -119,7 +123,8 @@ def test_prefix_states_equal_reencoding_every_prefix():
         assert torch.allclose(c[:, :, length], c_direct, atol=1e-6)
 
 
-def test_batched_rewards_equal_the_prefix_by_prefix_loop():
+@pytest.mark.parametrize("fixed_rows", [False, True])
+def test_batched_rewards_equal_the_prefix_by_prefix_loop(fixed_rows):
     torch.manual_seed(0)
     vocab, width = 30, 8
     generator = peaked_generator(vocab)
@@ -130,7 +135,7 @@ def test_batched_rewards_equal_the_prefix_by_prefix_loop():
     sequences[1, 3:] = torch.tensor([EOS] + [PAD] * (width - 4))  # ends early
     sequences[3, 1:] = torch.tensor([EOS] + [PAD] * (width - 2))
     batched = rollout_rewards(generator, sequences, 3, score, torch.Generator().manual_seed(0),
-                              max_rows=10)
+                              max_rows=10, fixed_rows=fixed_rows)
     reference = rollout_rewards_reference(generator, sequences, 3, score,
                                           torch.Generator().manual_seed(0))
     assert torch.allclose(batched.rewards, reference, atol=1e-6)
@@ -154,24 +159,44 @@ def test_sample_tokens_follows_the_softmax():
     assert torch.all(sample_tokens(one.repeat(1000, 1)) == 129)
 
 
-def test_sample_sequences_layout_and_distribution():
+def test_samplers_draw_valid_ids_from_a_diverged_generator():
+    # NaN logits (weights gone non-finite): ids stay in range, so the run goes on to the sync
+    # point where the harness reads the diverged step, instead of failing on an index error.
+    from baselines.primitives.sampling import draw_categorical
+
+    for vocab in (130, 128):
+        nan = torch.full((50, vocab), float("nan"))
+        assert sample_tokens(nan).max() < vocab
+        assert draw_categorical(torch.softmax(nan, dim=-1), None).max() < vocab
+    generator = LSTMGenerator(70, 4, 4)  # its output layer padded to 128 ids for the sampler
+    with torch.no_grad():
+        generator.output.bias.fill_(float("nan"))
+    assert NextTokenSampler(generator)(torch.zeros(50, 4), None).max() < 70
+
+
+@pytest.mark.parametrize("fixed_rows", [False, True])  # True: CUDA's default loop
+def test_sample_sequences_layout_and_distribution(fixed_rows):
     # Position 0 draws fillers 4..7 with probabilities 0.1, 0.2, 0.3, 0.4 (state ignored).
     generator = filler_generator(12, [0.1, 0.2, 0.3, 0.4])
-    samples = sample_sequences(generator, 20_000, 5, torch.Generator().manual_seed(0))
-    assert samples.shape == (20_000, 5)
+    samples, tokens = sample_sequences(generator, 20_000, 5, torch.Generator().manual_seed(0),
+                                       fixed_rows)
+    assert samples.shape == (20_000, 5) and tokens == 20_000 * 5
     assert torch.all(samples[:, -1] == EOS) and torch.all(samples[:, :-1] >= 4)
     frequencies = torch.bincount(samples[:, 0], minlength=8)[4:].float() / 20_000
     assert torch.allclose(frequencies, torch.tensor([0.1, 0.2, 0.3, 0.4]), atol=0.015)
     # A real generator: PAD, BOS, UNK never drawn; nothing but PAD after the first EOS.
     torch.manual_seed(0)
-    samples = sample_sequences(LSTMGenerator(12, 4, 4), 500, 6)
+    samples, tokens = sample_sequences(LSTMGenerator(12, 4, 4), 500, 6, None, fixed_rows)
+    # The count made while drawing is the samples' non-padding tokens (EOS included).
+    assert tokens == int((samples != PAD).sum()) and 500 < tokens < 500 * 6
     assert not torch.isin(samples, torch.tensor([BOS, UNK])).any()
     after_eos = torch.cumsum(samples == EOS, dim=1) - (samples == EOS).long()
     assert torch.all(samples[after_eos > 0] == PAD) and torch.all(samples[after_eos == 0] != PAD)
     assert torch.all((samples == EOS).sum(dim=1) == 1)
 
 
-def test_completion_scorer_rewards_equal_scoring_every_completion_whole():
+@pytest.mark.parametrize("fixed_rows", [False, True])
+def test_completion_scorer_rewards_equal_scoring_every_completion_whole(fixed_rows):
     # The same completions (same generator, same RNG), scored by the CNN's forward pass on each
     # completion and by the scorer that reuses the prefix's windows: the same rewards.
     torch.manual_seed(0)
@@ -179,13 +204,13 @@ def test_completion_scorer_rewards_equal_scoring_every_completion_whole():
     generator = LSTMGenerator(vocab, 8, 8)
     discriminator = CNNDiscriminator(vocab, 8, [1, 2, 3, 5], [6, 5, 4, 3], dropout=0.0).eval()
     score = lambda tokens: torch.sigmoid(discriminator(tokens))  # noqa: E731
-    sequences = sample_sequences(generator, 6, width, torch.Generator().manual_seed(1))
+    sequences, _ = sample_sequences(generator, 6, width, torch.Generator().manual_seed(1))
     sequences[2, 2:] = torch.tensor([EOS] + [PAD] * (width - 3))  # one ends early
     scorer = discriminator.completion_scorer(sequences)
     plain = rollout_rewards(generator, sequences, 3, score, torch.Generator().manual_seed(2),
-                            max_rows=16)
+                            max_rows=16, fixed_rows=fixed_rows)
     reusing = rollout_rewards(generator, sequences, 3, score, torch.Generator().manual_seed(2),
-                              max_rows=16,
+                              max_rows=16, fixed_rows=fixed_rows,
                               score_completions=lambda *a: torch.sigmoid(scorer(*a)))
     assert torch.allclose(reusing.rewards, plain.rewards, atol=1e-6)
     assert reusing.num_completions == plain.num_completions

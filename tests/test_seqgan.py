@@ -10,7 +10,7 @@ import torch
 
 from bench.checkpoint import load_state, save_state
 from bench.config import build_config
-from bench.errors import Diverged, GanbenchError, StepAbandoned
+from bench.errors import GanbenchError, StepAbandoned
 from bench.text import PAD
 
 TINY = {"embedding_dim": 16, "hidden_dim": 16, "batch_size": 8, "num_rollouts": 2,
@@ -86,9 +86,9 @@ def test_the_reward_is_what_moves_the_generator(tiny_corpus):
         variant.completion_probability_real = (  # the rollouts' completions score 0.5 too
             lambda scorer: lambda completions, *_: torch.full((len(completions),), 0.5))
         before = snapshot(variant.generator)
-        logs, tokens, flops = variant.generator_update()
+        report = variant.generator_update()
         assert changed(before, variant.generator) == should_move, baseline
-        assert logs["train/reward_mean"] == pytest.approx(0.5)
+        assert report.logs["train/reward_mean"] == pytest.approx(0.5)
 
 
 def test_checkpoint_resumes_the_same_run(tiny_corpus, tmp_path):
@@ -110,20 +110,18 @@ def test_checkpoint_resumes_the_same_run(tiny_corpus, tmp_path):
     assert variant.sample(5, 1.0, 1) == resumed.sample(5, 1.0, 1)
 
 
-def test_divergence_ends_the_run(tiny_corpus):
+def test_divergence_ends_the_run(tiny_corpus, divergence):
     variant = make(tiny_corpus, mle_fraction=0.0, disc_pretrain_fraction=0.0, min_entropy=100)
-    with pytest.raises(Diverged, match="entropy"):
-        variant.train_step(0.5)
+    assert "entropy (nats per token) fell to" in divergence(variant.train_step(0.5))
     variant = make(tiny_corpus, mle_fraction=0.0, disc_pretrain_fraction=0.0)
+    assert divergence(variant.train_step(0.5)) is None
     with torch.no_grad():
         variant.discriminator.output.weight.fill_(float("nan"))
-    with pytest.raises(Diverged, match="non-finite"):
-        variant.train_step(0.5)
+    assert divergence(variant.train_step(0.5)).startswith("non-finite ")
     variant = make(tiny_corpus)
     with torch.no_grad():
         variant.generator.output.bias.fill_(float("inf"))
-    with pytest.raises(Diverged, match="non-finite MLE loss"):
-        variant.train_step(0.0)
+    assert divergence(variant.train_step(0.0)) == "train/g_loss is nan"
 
 
 def test_config_is_validated():

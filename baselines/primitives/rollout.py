@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from baselines.primitives.estimators import monte_carlo_rewards
 from baselines.primitives.lstm import LSTMGenerator
+from baselines.primitives.sampling import END_CHECK_EVERY
 from bench.errors import StepAbandoned
 from bench.text import BOS, EOS, PAD, UNK
 
@@ -74,7 +75,9 @@ def sample_tokens(logits: torch.Tensor, rng: torch.Generator | None = None,
     zero = torch.zeros_like(total)
     uniform = torch.rand((rows, 1), generator=rng, device=logits.device)
     u = torch.minimum(uniform * total, torch.nextafter(total, zero))
-    chosen_block = torch.searchsorted(block_cdf, u, right=True)
+    # The clamps keep the ids in range where the masses are not finite (a diverged generator
+    # draws valid ids until the harness reads the step that diverged); they change no draw.
+    chosen_block = torch.searchsorted(block_cdf, u, right=True).clamp_(max=blocks.shape[1] - 1)
     below = block_cdf.gather(1, (chosen_block - 1).clamp_(min=0))
     below = torch.where(chosen_block > 0, below, zero)
     inside_cdf = blocks[torch.arange(rows, device=logits.device),
@@ -82,7 +85,7 @@ def sample_tokens(logits: torch.Tensor, rng: torch.Generator | None = None,
     inside_total = inside_cdf[:, -1:]
     residual = torch.minimum((u - below).clamp_(min=0.0), torch.nextafter(inside_total, zero))
     offset = torch.searchsorted(inside_cdf, residual, right=True)
-    return (chosen_block * block + offset).squeeze(1)
+    return (chosen_block * block + offset).squeeze(1).clamp_(max=vocab - 1)
 
 
 class NextTokenSampler:
@@ -98,10 +101,12 @@ class NextTokenSampler:
         self.bias = F.pad(bias.float(), (0, padded - vocab), value=-float("inf"))
         self.bias[list(NEVER_SAMPLED)] = -float("inf")
         self.block = block
+        self.vocab = vocab
 
     def __call__(self, top_hidden: torch.Tensor, rng: torch.Generator | None) -> torch.Tensor:
         logits = torch.addmm(self.bias, top_hidden.float(), self.weight_t)
-        return sample_tokens(logits, rng, self.block)
+        # Clamped to the real ids for a diverged generator (sample_tokens); no draw changes.
+        return sample_tokens(logits, rng, self.block).clamp_(max=self.vocab - 1)
 
 
 @torch.no_grad()
@@ -137,13 +142,23 @@ def unfinished_prefixes(sequences: torch.Tensor) -> torch.Tensor:
     return unfinished
 
 
+def fixed_rows_default(device: torch.device) -> bool:
+    """Whether completions decode every row to the end by default: on CUDA, where a read of the
+    device per token (which rows are still running?) costs more than the rows' arithmetic."""
+    return device.type == "cuda"
+
+
 @torch.no_grad()
 def _complete_chunk(generator: LSTMGenerator, sequences: torch.Tensor, row_sentence: torch.Tensor,
                     row_length: torch.Tensor, h_prefix: torch.Tensor, c_prefix: torch.Tensor,
-                    rng: torch.Generator | None, sampler: NextTokenSampler | None = None
-                    ) -> tuple[torch.Tensor, int]:
+                    rng: torch.Generator | None, sampler: NextTokenSampler | None = None,
+                    fixed_rows: bool | None = None) -> tuple[torch.Tensor, int]:
     """Completions [N, W] of the rows' prefixes (row_length sorted ascending, all < W) and the
-    number of tokens sampled. Row i copies tokens 0..row_length[i]-1 of its sentence."""
+    number of tokens sampled. Row i copies tokens 0..row_length[i]-1 of its sentence.
+
+    Completions that emit EOS leave the running batch; with ``fixed_rows`` (the default on
+    CUDA) they stay in it instead, their draws not kept, and the device is read once per
+    END_CHECK_EVERY positions: the same distribution, other draws."""
     width = sequences.shape[1]
     device = sequences.device
     sampler = sampler or NextTokenSampler(generator)
@@ -152,6 +167,9 @@ def _complete_chunk(generator: LSTMGenerator, sequences: torch.Tensor, row_sente
         positions.unsqueeze(0) >= row_length.unsqueeze(1), PAD)
     # Rows starting at position p (prefix length p) are rows starts[p]..starts[p + 1] - 1.
     starts = torch.searchsorted(row_length, torch.arange(width + 1, device=device)).tolist()
+    if fixed_rows if fixed_rows is not None else fixed_rows_default(device):
+        return _complete_fixed_rows(generator, completions, row_sentence, row_length, starts,
+                                    h_prefix, c_prefix, rng, sampler)
     running = torch.empty(0, dtype=torch.long, device=device)
     last_token = torch.empty(0, dtype=torch.long, device=device)
     h = c = None
@@ -181,11 +199,56 @@ def _complete_chunk(generator: LSTMGenerator, sequences: torch.Tensor, row_sente
     return completions, sampled
 
 
+def _complete_fixed_rows(generator: LSTMGenerator, completions: torch.Tensor,
+                         row_sentence: torch.Tensor, row_length: torch.Tensor, starts: list[int],
+                         h_prefix: torch.Tensor, c_prefix: torch.Tensor,
+                         rng: torch.Generator | None, sampler: NextTokenSampler
+                         ) -> tuple[torch.Tensor, int]:
+    """_complete_chunk with every row that has joined decoding to the end: at position p the
+    batch is rows 0..starts[p + 1] - 1 (known on the host), ``active`` marks those that have not
+    emitted EOS, and an ended row's draws are written as PAD."""
+    width = completions.shape[1]
+    device = completions.device
+    active = torch.empty(0, dtype=torch.bool, device=device)
+    last_token = torch.empty(0, dtype=torch.long, device=device)
+    h = c = None
+    for position in range(width):
+        joined = starts[position + 1]
+        if not joined:
+            continue
+        if h is not None:  # read the token sampled at the previous position
+            _, (h, c) = generator.lstm(generator.embedding(last_token).unsqueeze(1), (h, c))
+        if joined > active.numel():  # completions of the prefixes of length `position` join
+            sentence = row_sentence[active.numel() : joined]
+            h_new, c_new = h_prefix[:, sentence, position], c_prefix[:, sentence, position]
+            h = h_new if h is None else torch.cat([h, h_new], dim=1)
+            c = c_new if c is None else torch.cat([c, c_new], dim=1)
+            active = torch.cat([active, torch.ones(joined - active.numel(), dtype=torch.bool,
+                                                   device=device)])
+        # At max_length the token is EOS, as in LSTMGenerator.sample.
+        token = (torch.full_like(active, EOS, dtype=torch.long) if position == width - 1
+                 else sampler(h[-1], rng))
+        completions[:joined, position] = torch.where(active, token, PAD)
+        active = active & (token != EOS)
+        last_token = token
+        if (joined == len(completions) and (position + 1) % END_CHECK_EVERY == 0
+                and not bool(active.any())):
+            break
+    # Sampled tokens: all but the prefixes' (one read of the device, at the end).
+    sampled = int((completions != PAD).sum() - row_length.sum())
+    return completions, sampled
+
+
 @torch.no_grad()
 def sample_sequences(generator: LSTMGenerator, n: int, width: int,
-                     rng: torch.Generator | None = None) -> torch.Tensor:
+                     rng: torch.Generator | None = None, fixed_rows: bool | None = None
+                     ) -> tuple[torch.Tensor, int]:
     """n fresh samples [n, width] in the target layout (tokens, EOS, PAD), distributed as
-    LSTMGenerator.sample's (max_length = width - 1), drawn with ``sample_tokens``."""
+    LSTMGenerator.sample's (max_length = width - 1), and how many tokens they hold (EOS
+    included).
+
+    Drawn with ``sample_tokens`` as rollout completions of the empty prefix; ``fixed_rows`` as
+    _complete_chunk's (the default on CUDA: every row decodes to the end)."""
     was_training = generator.training
     generator.eval()
     device = generator.output.weight.device
@@ -194,10 +257,10 @@ def sample_sequences(generator: LSTMGenerator, n: int, width: int,
     empty = torch.full((n, width), PAD, dtype=torch.long, device=device)
     rows = torch.arange(n, device=device)
     # Every row is a completion of the empty prefix, whose state is the one after BOS.
-    samples, _ = _complete_chunk(generator, empty, rows, torch.zeros_like(rows),
-                                 h.unsqueeze(2), c.unsqueeze(2), rng)
+    samples, tokens = _complete_chunk(generator, empty, rows, torch.zeros_like(rows),
+                                      h.unsqueeze(2), c.unsqueeze(2), rng, fixed_rows=fixed_rows)
     generator.train(was_training)
-    return samples
+    return samples, tokens
 
 
 @torch.no_grad()
@@ -233,7 +296,8 @@ def score_by_prefix_length(score_completions: CompletionScoreFn, completions: to
 def rollout_rewards(generator: LSTMGenerator, sequences: torch.Tensor, num_rollouts: int,
                     score_fn: ScoreFn, rng: torch.Generator | None = None,
                     max_rows: int = 1024, should_stop: Callable[[], bool] | None = None,
-                    score_completions: CompletionScoreFn | None = None) -> RolloutResult:
+                    score_completions: CompletionScoreFn | None = None,
+                    fixed_rows: bool | None = None) -> RolloutResult:
     """SeqGAN's per-token rewards [B, W] of sequences [B, W] (target layout: tokens, EOS, PAD),
     from ``num_rollouts`` completions of every prefix drawn from ``generator`` and scored by
     ``score_fn`` (token ids [N, W] -> [N]); batched as the module docstring says.
@@ -243,12 +307,13 @@ def rollout_rewards(generator: LSTMGenerator, sequences: torch.Tensor, num_rollo
     by prefix length across sentences; ``score_fn`` then scores the full sequences alone.
 
     ``should_stop`` is asked before every chunk: when it says yes, StepAbandoned is raised (a
-    rollout on long sentences can take longer than a whole seconds budget)."""
+    rollout on long sentences can take longer than a whole seconds budget). ``fixed_rows``:
+    how completions decode (_complete_chunk; by default every row to the end on CUDA)."""
     was_training = generator.training
     generator.eval()
     try:
         return _rollout_rewards(generator, sequences, num_rollouts, score_fn, rng, max_rows,
-                                should_stop, score_completions)
+                                should_stop, score_completions, fixed_rows)
     finally:
         generator.train(was_training)
 
@@ -256,7 +321,8 @@ def rollout_rewards(generator: LSTMGenerator, sequences: torch.Tensor, num_rollo
 def _rollout_rewards(generator: LSTMGenerator, sequences: torch.Tensor, num_rollouts: int,
                      score_fn: ScoreFn, rng: torch.Generator | None, max_rows: int,
                      should_stop: Callable[[], bool] | None,
-                     score_completions: CompletionScoreFn | None) -> RolloutResult:
+                     score_completions: CompletionScoreFn | None,
+                     fixed_rows: bool | None) -> RolloutResult:
     batch, width = sequences.shape
     full_scores = score_in_chunks(score_fn, sequences, max_rows)
     # A finished prefix's completions are the sequence itself: they score full_scores.
@@ -280,7 +346,7 @@ def _rollout_rewards(generator: LSTMGenerator, sequences: torch.Tensor, num_roll
         prefix_index = prefix_index.repeat_interleave(num_rollouts)
         rollout = torch.arange(prefix_index.numel(), device=sequences.device) % num_rollouts
         completions, sampled = _complete_chunk(generator, sequences, sentence, prefix_index + 1,
-                                               h_prefix, c_prefix, rng, sampler)
+                                               h_prefix, c_prefix, rng, sampler, fixed_rows)
         if score_completions is None:
             completion_scores[sentence, prefix_index, rollout] = score_in_chunks(
                 score_fn, completions, max_rows)

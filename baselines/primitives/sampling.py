@@ -29,4 +29,6 @@ def draw_categorical(probs: torch.Tensor, generator: torch.Generator,
     # Strictly below the total even after rounding, so trailing zero-probability ids (banned
     # tokens) can never be drawn; ids of probability 0 elsewhere have cdf_i = cdf_(i-1).
     uniform = torch.minimum(uniform, torch.nextafter(total, torch.zeros_like(total)))
-    return torch.searchsorted(cdf, uniform, right=True).squeeze(1)
+    # Non-finite probabilities (a diverged generator) would place u past the last id; clamped,
+    # such a generator draws valid ids until the harness reads the step that diverged.
+    return torch.searchsorted(cdf, uniform, right=True).squeeze(1).clamp_(max=cdf.shape[-1] - 1)

@@ -4,8 +4,8 @@
 #   OUT=/tmp/out bash results/gpu/engine_check.sh      (about 8 minutes on an H200)
 # 1. the gpt2_mle step against the bare loop at GPT-2-small, batch 128: eager, then compiled;
 # 2. sampling 1,000 coco sentences at GPT-2-small: fixed-shape decoding (a CUDA graph per token)
-#    against row-dropping decoding, and the host-device synchronisations of MLE steps, sampling
-#    and the NLL pass (CUDA's sync debug mode);
+#    against row-dropping decoding, and the host-device synchronisations of MLE steps, sampling,
+#    the NLL pass and the LSTM GANs' adversarial rounds (CUDA's sync debug mode);
 # 3. gpt2_mle for S s on coco: batch 128 as today; token-budgeted 8192 / 16384 positions; each
 #    eager and compiled. The records give steps, train tokens/s and MFU.
 set -u
@@ -18,7 +18,7 @@ for flag in "" --compile; do
   timeout 240 python3 tests/bench_engine.py $G --set batch_size=128 $flag 2>&1 | tail -1 | tee -a $O/pair.txt
 done
 timeout 120 python3 tests/bench_engine.py $G --sampling --rounds 3 2>&1 | tail -1 | tee -a $O/sampling.txt
-timeout 120 python3 tests/bench_engine.py $G --set batch_size=128 --syncs 2>&1 | tail -1 | tee -a $O/syncs.txt
+timeout 180 python3 tests/bench_engine.py $G --set batch_size=128 --syncs 2>&1 | tail -1 | tee -a $O/syncs.txt
 timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_kv_decoding.py tests/test_engine.py 2>&1 | tail -2 | tee -a $O/cuda_tests.txt
 W=/tmp/engine; rm -rf $W
 for batching in "--set batch_size=128" "--set tokens_per_batch=8192" "--set tokens_per_batch=16384"; do
