@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from baselines.gpt2_bert_gan import PHASE_DISCRIMINATOR_WARMUP, GPT2BertGAN, GPT2BertGANConfig
+from baselines.adversarial_gpt2 import PHASE_DISCRIMINATOR_WARMUP
+from baselines.gpt2_bert_gan import GPT2BertGAN, GPT2BertGANConfig
 from baselines.gpt2_mle import GPT2MLE
 from bench.config import field
 from bench.corpora import Corpus

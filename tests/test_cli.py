@@ -176,7 +176,7 @@ def test_help_names_every_variant_and_shipped_suite_and_list_shows_oracle_sizes(
     import baselines
 
     # Independent of the registry: the variant modules on disk (those that assign VARIANT;
-    # adversarial_lstm.py is shared machinery) and the suite files on disk.
+    # adversarial_lstm.py and adversarial_gpt2.py are shared machinery) and the suite files.
     variant_files = {p.stem for p in Path(baselines.__file__).parent.glob("*.py")
                      if not p.stem.startswith("_") and "\nVARIANT = " in p.read_text()}
     assert len(variant_files) == 8
