@@ -255,7 +255,7 @@ class AdversarialGPT2(GPT2MLE, abc.ABC):
 
     def scoring_flops(self, texts: list[str]) -> float:
         pieces = self.encode_for_discriminator(texts)
-        return int(pieces.attention_mask.sum()) * self.discriminator_flops_per_token()
+        return pieces.num_pieces() * self.discriminator_flops_per_token()
 
     def discriminator_step(self, fakes) -> tuple[dict[str, torch.Tensor], int]:
         """One update on a batch of real training sentences against as many generated ones;
@@ -263,7 +263,7 @@ class AdversarialGPT2(GPT2MLE, abc.ABC):
         indices = distributed.shard(self.d_batches.next_indices())
         if self.config.d_loss == "bradley_terry" and self.config.prompt_tokens > 0:
             indices = self.prompted_rows  # each sample's pair: the sentence of its prompt
-        reals = self.real_for_d.select(indices.to(self.device))
+        reals = self.real_for_d.select(indices)
         return self.text_gan.classifier_update(self.discriminator, self.d_optimizer, reals,
                                                fakes, self.config.d_loss, self.config.grad_clip)
 
@@ -298,7 +298,7 @@ class AdversarialGPT2(GPT2MLE, abc.ABC):
         # reference's forward and the discriminator's reward pass.
         flops = tokens * g_flops * (3 + fresh * (1 + (self.reference is not None)))
         if fresh:
-            flops += int(rollout.fakes.attention_mask.sum()) * d_flops
+            flops += rollout.fakes.num_pieces() * d_flops
         d_updates = 0
         for d_step in range(self.config.d_steps):
             # The generator is updated; once the budget is spent the discriminator's updates

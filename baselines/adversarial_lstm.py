@@ -37,7 +37,7 @@ import torch
 
 from baselines.mle_lstm import MLELSTM, MLELSTMConfig
 from baselines.primitives import estimators as est
-from baselines.primitives.engine import adam, compact_lstms, optimizer_step
+from baselines.primitives.engine import adam, compact_lstms, optimizer_step, to_device
 from baselines.primitives.lstm import cross_entropy_consuming_logits
 from baselines.primitives.rollout import NEVER_SAMPLED, sample_sequences
 from baselines.primitives.sequences import (
@@ -148,7 +148,7 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
 
     def mle_step(self) -> StepReport:
         indices = self.batches.next_indices()
-        batch = self.train_data.select(indices.to(self.device))
+        batch = self.train_data.select(to_device(indices, self.device))
         # Logits of the counted positions only (no work on padding), sentence after sentence.
         logits, targets = self.generator.counted_logits(batch.inputs, batch.targets)
         # A diagnostic only (no collapse check in MLE): 8 sentences keep its cost a few per
@@ -176,7 +176,7 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
         self.discriminator.train()
         checks = []
         for _ in range(self.config.d_epochs):
-            index = self.real_batches.next_indices().to(self.device)
+            index = to_device(self.real_batches.next_indices(), self.device)
             real = self.discriminator_batch(self.train_data.targets[index])
             loss, accuracy = self.discriminator_loss(real, self.discriminator_batch(fake))
             self._step(self.d_optimizer, self.discriminator, loss)

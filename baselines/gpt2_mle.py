@@ -28,7 +28,7 @@ from typing import Any, Literal
 import torch
 
 from baselines.primitives import objectives
-from baselines.primitives.engine import adam, compiled, optimizer_step
+from baselines.primitives.engine import adam, compiled, optimizer_step, to_device
 from bench import distributed
 from bench.config import field
 from bench.corpora import Corpus
@@ -168,7 +168,8 @@ class GPT2MLE(Variant):
         # Sentences longer than the model's positions (a pretrained model with a short
         # context) are cut; the fresh model always has room. Host-side lengths size and count
         # the batch: the step never waits on the device.
-        batch = self.train_data.select(indices.to(self.device), self.train_lengths[indices],
+        batch = self.train_data.select(to_device(indices, self.device),
+                                       self.train_lengths[indices],
                                        limit=self.positions)
         self.generator.train()
         log_probs = self.hf.token_log_probs(self.generator, batch, body=self.train_body)

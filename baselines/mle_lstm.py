@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from baselines.primitives.engine import adam, compact_lstms, optimizer_step
+from baselines.primitives.engine import adam, compact_lstms, optimizer_step, to_device
 from baselines.primitives.lstm import LSTMGenerator
 from baselines.primitives.sequences import RandomBatches, decode, encode
 from bench.config import field
@@ -151,7 +151,7 @@ class MLELSTM(Variant):
 
     def train_step(self, progress: float) -> StepReport:
         indices = self.batches.next_indices()
-        batch = self.train_data.select(indices.to(self.device))
+        batch = self.train_data.select(to_device(indices, self.device))
         loss = self.generator.nll_loss(batch.inputs, batch.targets)
         optimizer_step(self.optimizer, self.generator, loss, self.config.grad_clip)
         tokens = int(self.train_lengths[indices].sum())

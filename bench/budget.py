@@ -54,14 +54,25 @@ class Budget:
         return f"{self.amount:g}flops"
 
 
+# A seconds budget's clock waits for the device at each reading from this share of the budget on
+# (before it, a reading need not wait: see BudgetClock).
+EXACT_FROM = 0.95
+
+
 class BudgetClock:
     """Counts what training has spent; the harness asks it before every step.
 
     Seconds are wall time of building the variant and of training steps (evaluation,
-    validation and checkpoints are paused out); on CUDA the device is synchronised before each
-    reading so that queued kernels count. A seconds budget is charged device-seconds: wall
-    seconds times the number of data-parallel processes (``world_size``), each holding one
-    device, so that N devices get the same compute as one device for N times as long.
+    validation and checkpoints are paused out). On CUDA the device is synchronised before a
+    reading so that queued kernels count, except where an early reading is as good: a steps or
+    flops budget never reads the clock, and a seconds budget reads it without waiting while
+    it stands below EXACT_FROM of the budget (what is still queued then, a step or two of
+    kernels, cannot reach the end unseen: a plain reading lags the device by that much, and
+    from EXACT_FROM on every reading waits). A wait after every step would keep the host from
+    queuing the next step while the device runs this one. A seconds budget is charged
+    device-seconds: wall seconds times the number of data-parallel processes
+    (``world_size``), each holding one device, so that N devices get the same compute as one
+    device for N times as long.
     """
 
     def __init__(self, budget: Budget, device: torch.device, *, world_size: int = 1,
@@ -79,8 +90,9 @@ class BudgetClock:
         self.discriminator_updates = discriminator_updates
         self._started_at: float | None = None
 
-    def _now(self) -> float:
-        if self.device.type == "cuda":
+    def _now(self, exact: bool = True) -> float:
+        """The time; ``exact``: once the device has run everything queued so far."""
+        if exact and self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         return time.perf_counter()
 
@@ -92,8 +104,9 @@ class BudgetClock:
             self.seconds += self._now() - self._started_at
             self._started_at = None
 
-    def elapsed(self) -> float:
-        running = self._now() - self._started_at if self._started_at is not None else 0.0
+    def elapsed(self, exact: bool = True) -> float:
+        running = (self._now(exact) - self._started_at if self._started_at is not None
+                   else 0.0)
         return self.seconds + running
 
     def charge_construction(self, seconds: float) -> None:
@@ -120,8 +133,14 @@ class BudgetClock:
         return self.elapsed() * self.world_size
 
     def used(self) -> float:
-        return {"seconds": self.device_seconds(), "steps": float(self.steps),
-                "flops": self.flops}[self.budget.kind]
+        if self.budget.kind == "steps":
+            return float(self.steps)
+        if self.budget.kind == "flops":
+            return self.flops
+        early = self.elapsed(exact=False) * self.world_size
+        if early < EXACT_FROM * self.budget.amount:
+            return early
+        return self.device_seconds()
 
     def progress(self) -> float:
         """Fraction of the budget spent, in [0, 1]: variants schedule their phases on it."""

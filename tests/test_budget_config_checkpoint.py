@@ -56,6 +56,32 @@ def test_clock_counts_steps_and_flops_and_pauses(monkeypatch):
     assert flops.progress() == pytest.approx(5 / 12)
 
 
+def test_the_clock_waits_for_the_device_only_near_a_seconds_budget_end(monkeypatch):
+    """On CUDA a reading that must count queued kernels synchronises the device. A steps budget
+    never needs one to decide; a seconds budget only from 95% of it on (times set by hand).
+    Neither GPU nor CUDA build is needed: the synchronisation is counted, not made."""
+    now, syncs = [100.0], []
+    monkeypatch.setattr("bench.budget.time.perf_counter", lambda: now[0])
+    monkeypatch.setattr("bench.budget.torch.cuda.synchronize", syncs.append)
+    cuda = torch.device("cuda")
+    steps = BudgetClock(Budget.parse("50steps"), cuda)
+    steps.start()  # the start is exact: one wait
+    for _ in range(49):
+        steps.record_step(tokens=1)
+        assert not steps.exhausted() and steps.progress() < 1
+    assert len(syncs) == 1
+    seconds = BudgetClock(Budget.parse("100s"), cuda)
+    seconds.start()
+    now[0] += 94.0
+    assert seconds.progress() == 0.94 and not seconds.exhausted() and len(syncs) == 2
+    now[0] += 2.0  # 96 s: past 95%, each reading waits
+    assert seconds.progress() == 0.96 and len(syncs) == 3
+    now[0] += 4.0
+    assert seconds.exhausted() and len(syncs) == 4
+    seconds.pause()  # the seconds charged are always exact
+    assert seconds.seconds == 100.0 and len(syncs) == 5
+
+
 @dataclass
 class ToyConfig:
     hidden: int = field(8, "hidden size")

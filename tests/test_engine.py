@@ -218,3 +218,22 @@ def test_a_compiled_gpt2_trains_as_the_eager_one(coco, monkeypatch):
     assert list(fast.generator.state_dict()) == list(eager.generator.state_dict())
     for (name, a), b in zip(eager.generator.named_parameters(), fast.generator.parameters()):
         assert torch.allclose(a, b, atol=1e-5), name
+
+
+@needs_cuda
+def test_host_tensors_reach_the_gpu_without_a_wait():
+    """to_device copies through pinned memory without synchronising (CUDA's sync debug mode
+    would raise), and what arrives is the host tensor, even when the host copy is dropped
+    and its pinned block reused at once."""
+    from baselines.primitives.engine import to_device
+
+    cuda = torch.device("cuda")
+    expected = [torch.arange(i, i + 1000) for i in range(20)]
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        arrived = [to_device(host.clone(), cuda) for host in expected]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(torch.equal(a.cpu(), e) for a, e in zip(arrived, expected))
+    assert to_device(torch.ones(3), torch.device("cpu")).device.type == "cpu"

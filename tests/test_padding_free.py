@@ -189,3 +189,39 @@ def test_gpt2_token_log_probs_from_a_host_count_equal_the_full_projection():
     assert torch.all(log_probs[~batch.mask] == 0)
     for name, grad in expected_grads.items():
         assert torch.allclose(grads[name], grad, atol=1e-5), name
+
+
+def test_discriminator_batches_are_cut_and_counted_from_host_lengths():
+    """A discriminator batch that knows its rows' word pieces on the host (as the tokenizer
+    bridge makes them) selects, cuts and counts as the attention mask says: rows of 3, 1, 5
+    and 2 pieces, padded to 8."""
+    from baselines.primitives.hf import ClassifierBatch
+    from baselines.primitives.scorer import encode_for_scorer
+
+    mask = (torch.arange(8) < torch.tensor([[3], [1], [5], [2]])).long()
+    ids = torch.randint(5, 50, (4, 8)) * mask
+    known = ClassifierBatch(ids, mask, torch.tensor([3, 1, 5, 2]))
+    for index in (torch.tensor([0, 3]), torch.tensor([2, 1, 0])):
+        batch = known.select(index)
+        # Cut to the longest selected row (3, then 5 pieces), counted by hand: 5, then 9.
+        width, pieces = (3, 5) if len(index) == 2 else (5, 9)
+        assert batch.input_ids.shape == (len(index), width)
+        assert torch.equal(batch.input_ids, ids[index, :width])
+        assert batch.num_pieces() == pieces == int(batch.attention_mask.sum())
+    # Without host lengths the same batch comes from the mask.
+    unknown = ClassifierBatch(ids, mask).select(torch.tensor([2, 1, 0]))
+    assert unknown.input_ids.shape == (3, 5) and unknown.num_pieces() == 9
+
+    class Words:  # a tokenizer stand-in: one id per word, as encode_texts reads it
+        pad_token_id = 0
+
+        def __call__(self, texts, **_):
+            rows = [[10 + len(w) for w in t.split()] for t in texts]
+            width = max(map(len, rows))
+            return {"input_ids": torch.tensor([r + [0] * (width - len(r)) for r in rows]),
+                    "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r))
+                                                    for r in rows])}
+
+    scored = encode_for_scorer(Words(), ["a bb ccc", "dd"], 1, 2, 16)
+    # BOS + words + EOS: 5 and 3 positions.
+    assert scored.lengths.tolist() == [5, 3] == scored.attention_mask.sum(dim=1).tolist()

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2LMHeadModel, PreTrainedModel, PreTrainedTokenizerFast
 
-from baselines.primitives.engine import autocast, bucket_width
+from baselines.primitives.engine import autocast, bucket_width, to_device
 from baselines.primitives.hf_policy import masked_token_log_probs
 from baselines.primitives.lm_head import Head, aligned_head
 from baselines.primitives.objectives import FAKE, REAL
@@ -46,8 +46,8 @@ class TokenBatch:
         return self.inputs.shape[0]
 
     def to(self, device: torch.device) -> TokenBatch:
-        return TokenBatch(self.inputs.to(device), self.targets.to(device), self.mask.to(device),
-                          self.counted)
+        return TokenBatch(to_device(self.inputs, device), to_device(self.targets, device),
+                          to_device(self.mask, device), self.counted)
 
     def select(self, index: torch.Tensor, lengths: torch.Tensor | None = None,
                limit: int | None = None) -> TokenBatch:
@@ -239,24 +239,45 @@ def nll_sums(model: PreTrainedModel, batch: TokenBatch, window: int,
 
 @dataclass
 class ClassifierBatch:
-    """Discriminator inputs: input_ids and attention_mask [N, W] (right-padded)."""
+    """Discriminator inputs: input_ids and attention_mask [N, W] (right-padded), and where known
+    each row's word pieces counted on the host (``lengths`` [N], made with the batch from the
+    tokenizer's output): a batch is then cut to its longest row and counted without waiting for
+    the device."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
+    lengths: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
     def to(self, device: torch.device) -> ClassifierBatch:
-        return ClassifierBatch(self.input_ids.to(device), self.attention_mask.to(device))
+        return ClassifierBatch(to_device(self.input_ids, device),
+                               to_device(self.attention_mask, device),
+                               self.lengths)
 
     def select(self, index: torch.Tensor) -> ClassifierBatch:
-        return ClassifierBatch(self.input_ids[index], self.attention_mask[index]).trimmed()
+        """Rows ``index`` (on the host, or on the batch's device), cut to their longest."""
+        lengths = None if self.lengths is None else self.lengths[index.cpu()]
+        index = to_device(index, self.input_ids.device)
+        return ClassifierBatch(self.input_ids[index], self.attention_mask[index],
+                               lengths).trimmed()
 
     def trimmed(self) -> ClassifierBatch:
-        width = max(int(self.attention_mask.sum(dim=1).max()), 1) if len(self) else 1
+        width = 1
+        if len(self):
+            longest = (self.lengths.max() if self.lengths is not None
+                       else self.attention_mask.sum(dim=1).max())
+            width = max(int(longest), 1)
         width = bucket_width(width, self.input_ids.device, self.input_ids.shape[1])
-        return ClassifierBatch(self.input_ids[:, :width], self.attention_mask[:, :width])
+        return ClassifierBatch(self.input_ids[:, :width], self.attention_mask[:, :width],
+                               self.lengths)
+
+    def num_pieces(self) -> int:
+        """The word pieces the batch holds, padding excluded."""
+        if self.lengths is not None:
+            return int(self.lengths.sum())
+        return int(self.attention_mask.sum())
 
 
 def encode_for_classifier(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str],
@@ -265,7 +286,8 @@ def encode_for_classifier(tokenizer: PreTrainedTokenizerFast, texts: Sequence[st
     ids in one batched call; longer sentences are cut at ``max_length`` word pieces."""
     encoded = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length,
                         return_attention_mask=True, return_tensors="pt")
-    return ClassifierBatch(encoded["input_ids"], encoded["attention_mask"])
+    return ClassifierBatch(encoded["input_ids"], encoded["attention_mask"],
+                           encoded["attention_mask"].sum(dim=1))
 
 
 def classifier_logits(model: PreTrainedModel, batch: ClassifierBatch) -> torch.Tensor:

@@ -53,4 +53,4 @@ def encode_for_scorer(tokenizer, texts: Sequence[str], bos_id: int, eos_id: int,
     batch = encode_texts(tokenizer, texts, bos_id, eos_id)
     ids = torch.cat([batch.inputs[:, :1], batch.targets], dim=1)[:, :max_length]
     mask = torch.cat([torch.ones_like(batch.mask[:, :1]), batch.mask], dim=1)[:, :max_length]
-    return ClassifierBatch(ids, mask.long())
+    return ClassifierBatch(ids, mask.long(), mask.sum(dim=1))

@@ -72,7 +72,7 @@ def classifier_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         hf.classifier_logits(model, reals), hf.classifier_logits(model, fakes), loss_kind)
     optimizer_step(optimizer, model, loss, grad_clip)
     logs = {"train/d_loss": loss.detach(), "train/d_acc": accuracy.detach()}
-    return logs, int(reals.attention_mask.sum() + fakes.attention_mask.sum())
+    return logs, reals.num_pieces() + fakes.num_pieces()
 
 
 @torch.no_grad()
@@ -111,6 +111,7 @@ class Rollout:
         r = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in state.items()}
         lengths = state["mask"].cpu().sum(dim=1)
         return cls(Samples(r["prompts"], r["tokens"], r["mask"], lengths),
-                   hf.ClassifierBatch(r["fake_ids"], r["fake_mask"]), r["rewards"],
+                   hf.ClassifierBatch(r["fake_ids"], r["fake_mask"],
+                                      state["fake_mask"].cpu().sum(dim=1)), r["rewards"],
                    r["advantages"], r["reference_log_probs"], r["old_log_probs"],
                    int(r["updates_left"]))
