@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from baselines.primitives.engine import to_device
 from baselines.primitives.estimators import monte_carlo_rewards
 from baselines.primitives.lstm import LSTMGenerator
 from baselines.primitives.sampling import END_CHECK_EVERY
@@ -154,7 +155,9 @@ def _complete_chunk(generator: LSTMGenerator, sequences: torch.Tensor, row_sente
                     rng: torch.Generator | None, sampler: NextTokenSampler | None = None,
                     fixed_rows: bool | None = None) -> tuple[torch.Tensor, int]:
     """Completions [N, W] of the rows' prefixes (row_length sorted ascending, all < W) and the
-    number of tokens sampled. Row i copies tokens 0..row_length[i]-1 of its sentence.
+    number of tokens sampled. Row i copies tokens 0..row_length[i]-1 of its sentence
+    row_sentence[i]; both are host tensors, so that who joins when is planned without reading
+    the device.
 
     Completions that emit EOS leave the running batch; with ``fixed_rows`` (the default on
     CUDA) they stay in it instead, their draws not kept, and the device is read once per
@@ -162,11 +165,13 @@ def _complete_chunk(generator: LSTMGenerator, sequences: torch.Tensor, row_sente
     width = sequences.shape[1]
     device = sequences.device
     sampler = sampler or NextTokenSampler(generator)
+    # Rows starting at position p (prefix length p) are rows starts[p]..starts[p + 1] - 1.
+    starts = torch.searchsorted(row_length, torch.arange(width + 1)).tolist()
+    first_position = int(row_length[0])
+    row_sentence, row_length = to_device(row_sentence, device), to_device(row_length, device)
     positions = torch.arange(width, device=device)
     completions = sequences[row_sentence].masked_fill(
         positions.unsqueeze(0) >= row_length.unsqueeze(1), PAD)
-    # Rows starting at position p (prefix length p) are rows starts[p]..starts[p + 1] - 1.
-    starts = torch.searchsorted(row_length, torch.arange(width + 1, device=device)).tolist()
     if fixed_rows if fixed_rows is not None else fixed_rows_default(device):
         return _complete_fixed_rows(generator, completions, row_sentence, row_length, starts,
                                     h_prefix, c_prefix, rng, sampler)
@@ -174,7 +179,7 @@ def _complete_chunk(generator: LSTMGenerator, sequences: torch.Tensor, row_sente
     last_token = torch.empty(0, dtype=torch.long, device=device)
     h = c = None
     sampled = 0
-    for position in range(int(row_length[0]), width):
+    for position in range(first_position, width):
         if running.numel():  # read the token sampled at the previous position
             embedded = generator.embedding(last_token).unsqueeze(1)
             _, (h, c) = generator.lstm(embedded, (h, c))
@@ -255,7 +260,7 @@ def sample_sequences(generator: LSTMGenerator, n: int, width: int,
     bos = generator.embedding(torch.full((n, 1), BOS, dtype=torch.long, device=device))
     _, (h, c) = generator.lstm(bos)
     empty = torch.full((n, width), PAD, dtype=torch.long, device=device)
-    rows = torch.arange(n, device=device)
+    rows = torch.arange(n)
     # Every row is a completion of the empty prefix, whose state is the one after BOS.
     samples, tokens = _complete_chunk(generator, empty, rows, torch.zeros_like(rows),
                                       h.unsqueeze(2), c.unsqueeze(2), rng, fixed_rows=fixed_rows)
@@ -276,17 +281,20 @@ def score_by_prefix_length(score_completions: CompletionScoreFn, completions: to
                            sentence: torch.Tensor, prefix_index: torch.Tensor, chunk: int,
                            should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
     """Scores [N] of completions, passed to ``score_completions`` in groups of one prefix
-    length (at most ``chunk`` rows a call); ``should_stop`` is asked before every group."""
-    scores = torch.empty(completions.shape[0], device=completions.device)
+    length (at most ``chunk`` rows a call); ``should_stop`` is asked before every group.
+    ``sentence`` and ``prefix_index`` are host tensors: the groups are planned there."""
+    device = completions.device
+    scores = torch.empty(completions.shape[0], device=device)
     order = torch.argsort(prefix_index, stable=True)
     lengths = prefix_index[order]
     bounds = torch.searchsorted(lengths, torch.unique_consecutive(lengths)).tolist()
+    sentence = to_device(sentence, device)
     for begin, end in zip(bounds, bounds[1:] + [len(order)]):
         if should_stop is not None and should_stop():
             raise StepAbandoned("the budget ran out while scoring the rollouts")
         prefix_length = int(lengths[begin]) + 1
         for first in range(begin, end, chunk):
-            rows = order[first : min(first + chunk, end)]
+            rows = to_device(order[first : min(first + chunk, end)], device)
             scores[rows] = score_completions(completions[rows], sentence[rows],
                                              prefix_length).float()
     return scores
@@ -324,12 +332,18 @@ def _rollout_rewards(generator: LSTMGenerator, sequences: torch.Tensor, num_roll
                      score_completions: CompletionScoreFn | None,
                      fixed_rows: bool | None) -> RolloutResult:
     batch, width = sequences.shape
+
+    def at(*host_index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(to_device(index, sequences.device) for index in host_index)
+
     full_scores = score_in_chunks(score_fn, sequences, max_rows)
     # A finished prefix's completions are the sequence itself: they score full_scores.
     completion_scores = full_scores.view(batch, 1, 1).expand(
         batch, width - 1, num_rollouts).clone()
     h_prefix, c_prefix = prefix_states(generator, sequences)
-    unfinished = unfinished_prefixes(sequences)
+    # Which prefixes need completions, planned on the host after one read of the samples: the
+    # chunks below then know their rows without waiting for the device.
+    unfinished = unfinished_prefixes(sequences.cpu())
     sampler = NextTokenSampler(generator)
     sentences_per_chunk = max(1, max_rows // max(1, (width - 1) * num_rollouts))
     completion_tokens = num_completions = 0
@@ -344,11 +358,11 @@ def _rollout_rewards(generator: LSTMGenerator, sequences: torch.Tensor, num_roll
             continue
         sentence = (sentence + first).repeat_interleave(num_rollouts)
         prefix_index = prefix_index.repeat_interleave(num_rollouts)
-        rollout = torch.arange(prefix_index.numel(), device=sequences.device) % num_rollouts
+        rollout = torch.arange(prefix_index.numel()) % num_rollouts
         completions, sampled = _complete_chunk(generator, sequences, sentence, prefix_index + 1,
                                                h_prefix, c_prefix, rng, sampler, fixed_rows)
         if score_completions is None:
-            completion_scores[sentence, prefix_index, rollout] = score_in_chunks(
+            completion_scores[at(sentence, prefix_index, rollout)] = score_in_chunks(
                 score_fn, completions, max_rows)
         else:
             kept.append((completions, sentence, prefix_index, rollout))
@@ -356,7 +370,7 @@ def _rollout_rewards(generator: LSTMGenerator, sequences: torch.Tensor, num_roll
         num_completions += completions.shape[0]
     if kept:
         completions, sentence, prefix_index, rollout = (torch.cat(parts) for parts in zip(*kept))
-        completion_scores[sentence, prefix_index, rollout] = score_by_prefix_length(
+        completion_scores[at(sentence, prefix_index, rollout)] = score_by_prefix_length(
             score_completions, completions, sentence, prefix_index, max_rows, should_stop)
     return RolloutResult(monte_carlo_rewards(completion_scores, full_scores),
                          completion_tokens, num_completions)
