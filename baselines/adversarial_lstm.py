@@ -150,7 +150,8 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
         indices = self.batches.next_indices()
         batch = self.train_data.select(to_device(indices, self.device))
         # Logits of the counted positions only (no work on padding), sentence after sentence.
-        logits, targets = self.generator.counted_logits(batch.inputs, batch.targets)
+        logits, targets = self.generator.counted_logits(batch.inputs, batch.targets,
+                                                         self.train_lengths[indices])
         # A diagnostic only (no collapse check in MLE): 8 sentences keep its cost a few per
         # cent of the step, so the MLE phase runs as fast as mle_lstm's. Their positions are
         # the first rows of the counted logits; taken before the loss's backward, which

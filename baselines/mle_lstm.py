@@ -101,7 +101,9 @@ def generator_nll(generator: LSTMGenerator, corpus: Corpus, sentences: list[list
 
     device = generator.output.weight.device
     generator.eval()
-    totals, tokens = [0.0] * len(temperatures), 0
+    # Sums stay on the device in float64 (the Python float's precision) and are read once.
+    totals, tokens = [torch.zeros((), dtype=torch.float64, device=device)
+                      for _ in temperatures], 0
     sampler_mask = SamplerMask([PAD, BOS, UNK])  # what LSTMGenerator.sample never draws
     # Test sentences are scored whole (the length cap is only for generation), in batches of
     # similar length so that little time goes into padding.
@@ -109,20 +111,22 @@ def generator_nll(generator: LSTMGenerator, corpus: Corpus, sentences: list[list
     with torch.no_grad():
         for start in range(0, len(by_length), batch_size):
             chunk = by_length[start : start + batch_size]
-            batch = encode(corpus.vocab, chunk, max(len(s) for s in chunk)).to(device)
-            hidden, targets = generator.counted_hidden(batch.inputs, batch.targets)
+            batch = encode(corpus.vocab, chunk, max(len(s) for s in chunk))
+            lengths = (batch.targets != PAD).sum(dim=1)
+            batch = batch.to(device)
+            hidden, targets = generator.counted_hidden(batch.inputs, batch.targets, lengths)
             for first in range(0, len(targets), head_rows):
                 logits = generator.output(hidden[first : first + head_rows]).float()
                 sampler_mask.add(logits)
                 for i, temperature in enumerate(temperatures):
                     scaled = logits if temperature == 1.0 else logits / temperature
-                    totals[i] += float(F.cross_entropy(
-                        scaled, targets[first : first + head_rows], reduction="sum"))
+                    totals[i] += F.cross_entropy(
+                        scaled, targets[first : first + head_rows], reduction="sum").double()
             tokens += len(targets)
     generator.train()
     return [NLLResult(total, tokens, tokens,
                       sampler_mask.total if temperature == 1.0 else None)
-            for total, temperature in zip(totals, temperatures)]
+            for total, temperature in zip(torch.stack(totals).tolist(), temperatures)]
 
 
 class MLELSTM(Variant):
@@ -152,7 +156,7 @@ class MLELSTM(Variant):
     def train_step(self, progress: float) -> StepReport:
         indices = self.batches.next_indices()
         batch = self.train_data.select(to_device(indices, self.device))
-        loss = self.generator.nll_loss(batch.inputs, batch.targets)
+        loss = self.generator.nll_loss(batch.inputs, batch.targets, self.train_lengths[indices])
         optimizer_step(self.optimizer, self.generator, loss, self.config.grad_clip)
         tokens = int(self.train_lengths[indices].sum())
         # Tensors, not floats: the harness reads them in batches (bench.step_values).

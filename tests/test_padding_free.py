@@ -37,22 +37,27 @@ def gradients(module, loss):
     return {name: p.grad.clone() for name, p in module.named_parameters() if p.grad is not None}
 
 
+# host_lengths: each row's counted targets given from the host (as the training steps do,
+# reading nothing from the device), or found from the targets.
+@pytest.mark.parametrize("host_lengths", [False, True])
 @pytest.mark.parametrize("layers", [1, 2])
-def test_lstm_nll_loss_and_gradients_equal_the_full_width_computation(layers):
+def test_lstm_nll_loss_and_gradients_equal_the_full_width_computation(layers, host_lengths):
     torch.manual_seed(0)
     generator = LSTMGenerator(60, 8, 12, num_layers=layers)
-    # Width 15 (a corpus cap) while the longest sentence of the batch has 6 tokens.
+    # Width 15 (a corpus cap) while the longest sentence of the batch has 6 tokens: 3 + 6 + 1
+    # + 5 + 2 tokens and an EOS each.
     inputs, targets = padded_batch([3, 6, 1, 5, 2], width=15, vocab=60)
+    lengths = torch.tensor([4, 7, 2, 6, 3]) if host_lengths else None
     expected = full_width_nll(generator, inputs, targets)
     expected_grads = gradients(generator, expected)
-    loss = generator.nll_loss(inputs, targets)
+    loss = generator.nll_loss(inputs, targets, lengths)
     grads = gradients(generator, loss)
     assert torch.allclose(loss, expected, atol=1e-6, rtol=1e-6)
     assert grads.keys() == expected_grads.keys()
     for name, grad in grads.items():
         assert torch.allclose(grad, expected_grads[name], atol=1e-6, rtol=1e-5), name
     # Only the counted positions were projected: 3 + 6 + 1 + 5 + 2 tokens and 5 EOS.
-    logits, counted = generator.counted_logits(inputs, targets)
+    logits, counted = generator.counted_logits(inputs, targets, lengths)
     assert logits.shape == (22, 60) and torch.equal(counted, targets[targets != PAD])
 
 

@@ -71,8 +71,8 @@ class LSTMGenerator(nn.Module):
         logits, _ = self(inputs)
         return log_probs_of(logits.float(), targets, temperature)
 
-    def counted_logits(self, inputs: torch.Tensor, targets: torch.Tensor
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    def counted_logits(self, inputs: torch.Tensor, targets: torch.Tensor,
+                       lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher forcing with no work on padding: the logits [K, V] and targets [K] of the K
         non-padding target positions, in row-major order.
 
@@ -80,24 +80,30 @@ class LSTMGenerator(nn.Module):
         padding in every row change nothing before them), and only the counted positions go
         through the output layer and the loss: at coco's widths (38 positions, mean about 12)
         the projection and log-softmax over padding were most of a step."""
-        hidden, counted_targets = self.counted_hidden(inputs, targets)
+        hidden, counted_targets = self.counted_hidden(inputs, targets, lengths)
         return self.output(self.dropout(hidden)), counted_targets
 
-    def counted_hidden(self, inputs: torch.Tensor, targets: torch.Tensor
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    def counted_hidden(self, inputs: torch.Tensor, targets: torch.Tensor,
+                       lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The LSTM's top hidden states [K, H] and targets [K] at the K non-padding target
         positions (row-major), the batch cut to its longest member: counted_logits before
-        the output layer."""
-        width = max(int((targets != PAD).sum(dim=1).max()), 1)
+        the output layer. With ``lengths`` (each row's counted targets, on the host) the cut
+        and the gather read nothing from the device; without, both wait for it."""
+        if lengths is None:
+            lengths = (targets != PAD).sum(dim=1)
+        width = max(int(lengths.max()), 1)
         inputs, targets = inputs[:, :width], targets[:, :width]
         hidden, _ = self.lstm(self.embedding(inputs))
-        counted = targets != PAD
-        return hidden[counted], targets[counted]
+        counted = torch.nonzero_static((targets != PAD).flatten(),
+                                       size=int(lengths.sum())).squeeze(1)
+        return hidden.flatten(0, 1)[counted], targets.flatten()[counted]
 
-    def nll_loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def nll_loss(self, inputs: torch.Tensor, targets: torch.Tensor,
+                 lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Mean NLL per non-padding target token (teacher forcing), over counted positions only
-        (with dropout > 0 the dropout masks are drawn for those positions alone)."""
-        logits, counted_targets = self.counted_logits(inputs, targets)
+        (with dropout > 0 the dropout masks are drawn for those positions alone); ``lengths``
+        as counted_hidden's."""
+        logits, counted_targets = self.counted_logits(inputs, targets, lengths)
         return cross_entropy_consuming_logits(logits, counted_targets)
 
     def flops_per_token(self) -> float:
