@@ -1,5 +1,6 @@
-"""What the harness sets and reads of an accelerator: the attention kernels steps may use, and
-the dense bf16 peak that MFU is measured against (METRICS.md, Throughput)."""
+"""What the harness sets and reads of an accelerator: the attention kernels steps may use, the
+dense bf16 peak that MFU is measured against (METRICS.md, Throughput), and host-to-GPU copies
+that do not wait for the device."""
 
 from __future__ import annotations
 
@@ -17,6 +18,18 @@ BF16_DENSE_PEAK = (
     ("L40S", 362.1e12),
     ("L4", 121.0e12),
 )
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` on ``device``. A plain ``.to("cuda")`` of a host tensor synchronises the stream
+    after its copy, so a step's index copy would make the host wait for every kernel queued
+    before it. From the host to a GPU the copy goes through pinned memory, asynchronously:
+    ordered on the stream like any kernel, and the pinned block is not reused before the copy
+    is done (PyTorch's caching host allocator records it). Any other move is a plain ``.to``."""
+    device = torch.device(device)
+    if tensor.device.type == "cpu" and device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def bf16_peak_flops(device: torch.device, name: str | None = None) -> float | None:

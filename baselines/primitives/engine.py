@@ -13,9 +13,10 @@ faster by implementation under an equal budget.
   of 16 positions, so that attention and matmul kernels see a few shapes instead of a new one
   almost every step (cuDNN's attention built a plan per shape: 64 ms of CPU per GPT-2 step for
   1 ms of kernels). Padding is never counted: only mask positions reach the loss.
-- ``to_device``: a host tensor (a step's batch indices, a tokenized batch) copied to the GPU
-  without waiting: a plain ``.to("cuda")`` synchronises the stream after its copy, so each
-  step's index copy would make the host wait for every kernel queued before it.
+- ``to_device`` (bench.accelerator's, shared with the harness's evaluation): a host tensor (a
+  step's batch indices, a tokenized batch) copied to the GPU without waiting: a plain
+  ``.to("cuda")`` synchronises the stream after its copy, so each step's index copy would make
+  the host wait for every kernel queued before it.
 - ``compiled``: ``torch.compile`` of a module for the training forward, sharing its
   parameters (the module itself stays eager for sampling, whose every decode step has a new
   shape, and keeps its state_dict keys). Static shapes: the buckets above bound the number of
@@ -31,6 +32,7 @@ from collections.abc import Iterable
 import torch
 
 from bench import distributed
+from bench.accelerator import to_device  # noqa: F401  (the step machinery's, kept in bench/)
 
 CUDA_LENGTH_MULTIPLE = 16
 COMPILE_BACKEND = "inductor"  # torch.compile's default; tests use "aot_eager" (no C++ build)
@@ -71,17 +73,6 @@ def compact_lstms(module: torch.nn.Module) -> torch.nn.Module:
         if isinstance(child, torch.nn.RNNBase) and next(child.parameters()).is_cuda:
             child.flatten_parameters()
     return module
-
-
-def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``tensor`` on ``device``. From the host to a GPU the copy goes through pinned memory,
-    asynchronously: ordered on the stream like any kernel, and the pinned block is not reused
-    before the copy is done (PyTorch's caching host allocator records it). Any other move is a
-    plain ``.to``."""
-    device = torch.device(device)
-    if tensor.device.type == "cpu" and device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)
 
 
 def bucket_width(width: int, device: torch.device, limit: int | None = None) -> int:

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from bench.accelerator import to_device
 from bench.config import field
 from bench.errors import GanbenchError
 from bench.text import BOS, EOS, PAD, Tokenization, Vocabulary
@@ -97,15 +98,21 @@ class EncodedSentences:
 
     ids: torch.Tensor
     lengths: torch.Tensor
+    # The lengths on the host as well, where ids are on a GPU: a batch is then cut to its
+    # longest sentence without reading the device.
+    host_lengths: torch.Tensor | None = None
 
     def select(self, index: torch.Tensor, min_width: int) -> EncodedSentences:
-        """The rows of ``index``, padded only as far as their own longest sentence."""
-        lengths = self.lengths[index]
-        width = max(min_width, int(lengths.max()))
-        return EncodedSentences(self.ids[index, :width], lengths)
+        """The rows of ``index`` (a host tensor), padded only as far as their own longest
+        sentence."""
+        host = self.host_lengths if self.host_lengths is not None else self.lengths
+        width = max(min_width, int(host[index].max()))
+        rows = to_device(index, self.ids.device)
+        return EncodedSentences(self.ids[rows, :width], self.lengths[rows])
 
     def to(self, device: torch.device) -> EncodedSentences:
-        return EncodedSentences(self.ids.to(device), self.lengths.to(device))
+        return EncodedSentences(to_device(self.ids, device), to_device(self.lengths, device),
+                                self.lengths.cpu())
 
 
 class SentenceCNN(nn.Module):
@@ -152,7 +159,7 @@ class EmbeddedSentences:
         self.features = features
 
     def select(self, index: torch.Tensor, min_width: int) -> torch.Tensor:
-        return self.features[index]
+        return self.features[to_device(index, self.features.device)]
 
     def to(self, device: torch.device) -> EmbeddedSentences:
         return EmbeddedSentences(self.features.to(device))
@@ -229,9 +236,10 @@ def train_classifier(model: nn.Module, inputs, labels: torch.Tensor,
     for _ in range(settings.steps):
         if position + batch_size > len(labels):
             order, position = torch.randperm(len(labels), generator=generator), 0
-        index = order[position : position + batch_size].to(labels.device)
+        index = order[position : position + batch_size]  # on the host: no wait to cut it
         position += batch_size
-        loss = loss_fn(model(inputs.select(index, min_width)), labels[index])
+        loss = loss_fn(model(inputs.select(index, min_width)),
+                       labels[to_device(index, labels.device)])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -242,11 +250,11 @@ def predict_generated(model: nn.Module, inputs, lengths: torch.Tensor, min_width
                       batch_size: int = 1024) -> torch.Tensor:
     """Said-generated per input, scored in batches of similar length (little padding)."""
     model.eval()
-    order = torch.argsort(lengths.cpu(), stable=True).to(lengths.device)
+    order = torch.argsort(lengths.cpu(), stable=True)
     said = torch.zeros(len(lengths), dtype=torch.bool, device=lengths.device)
     for i in range(0, len(order), batch_size):
         index = order[i : i + batch_size]
-        said[index] = model(inputs.select(index, min_width)) > 0
+        said[to_device(index, said.device)] = model(inputs.select(index, min_width)) > 0
     return said
 
 
