@@ -215,3 +215,29 @@ def test_completion_scorer_rewards_equal_scoring_every_completion_whole(fixed_ro
     assert torch.allclose(reusing.rewards, plain.rewards, atol=1e-6)
     assert reusing.num_completions == plain.num_completions
     assert plain.rewards.std() > 1e-4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_completions_on_cuda_follow_the_generator():
+    """CUDA's default (every row decoding to the end): the same frequencies, layout and counts
+    as the tests above on the CPU, and rewards that follow the generator."""
+    cuda = torch.device("cuda")
+    generator = filler_generator(12, [0.1, 0.2, 0.3, 0.4]).to(cuda)
+    samples, tokens = sample_sequences(generator, 20_000, 5,
+                                       torch.Generator(device=cuda).manual_seed(0))
+    frequencies = torch.bincount(samples[:, 0], minlength=8)[4:].float().cpu() / 20_000
+    assert torch.allclose(frequencies, torch.tensor([0.1, 0.2, 0.3, 0.4]), atol=0.015)
+    assert tokens == 20_000 * 5 and torch.all(samples[:, -1] == EOS)
+    torch.manual_seed(0)
+    samples, tokens = sample_sequences(LSTMGenerator(12, 4, 4).to(cuda), 500, 6)
+    after_eos = torch.cumsum(samples == EOS, dim=1) - (samples == EOS).long()
+    assert torch.all(samples[after_eos > 0] == PAD) and torch.all(samples[after_eos == 0] != PAD)
+    assert tokens == int((samples != PAD).sum())
+    sequences = torch.tensor([[4, 5, 4, 4, 5, EOS], [5, 5, 5, 5, 5, EOS]], device=cuda)
+    result = rollout_rewards(filler_generator(20, [0.3, 0.7]).to(cuda), sequences, 3000,
+                             lambda tokens: (tokens == 4).sum(dim=1).float(),
+                             torch.Generator(device=cuda).manual_seed(1))
+    counts = torch.cumsum((sequences[:, :-1] == 4).float(), dim=1)
+    drawn = torch.tensor([4.0, 3.0, 2.0, 1.0, 0.0], device=cuda)
+    expected = torch.cat([counts + 0.3 * drawn, (sequences == 4).sum(1, keepdim=True)], dim=1)
+    assert torch.allclose(result.rewards, expected.float(), atol=0.08)

@@ -94,9 +94,9 @@ class LSTMGenerator(nn.Module):
         width = max(int(lengths.max()), 1)
         inputs, targets = inputs[:, :width], targets[:, :width]
         hidden, _ = self.lstm(self.embedding(inputs))
-        counted = torch.nonzero_static((targets != PAD).flatten(),
-                                       size=int(lengths.sum())).squeeze(1)
-        return hidden.flatten(0, 1)[counted], targets.flatten()[counted]
+        counted = targets != PAD
+        positions = torch.nonzero_static(counted.flatten(), size=int(lengths.sum())).squeeze(1)
+        return hidden.flatten(0, 1)[positions], targets.flatten()[positions]
 
     def nll_loss(self, inputs: torch.Tensor, targets: torch.Tensor,
                  lengths: torch.Tensor | None = None) -> torch.Tensor:

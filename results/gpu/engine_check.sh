@@ -1,7 +1,7 @@
 #!/bin/bash
 # Issue 22, next GPU session: the engine's options measured, to choose the gpu suite's settings.
 # Set up .gpucheck as ../shared/gpu-check/README.md says, then from the project root:
-#   OUT=/tmp/out bash results/gpu/engine_check.sh      (about 8 minutes on an H200)
+#   OUT=/tmp/out bash results/gpu/engine_check.sh      (about 9 minutes on an H200; S=20 for less)
 # 1. the gpt2_mle step against the bare loop at GPT-2-small, batch 128: eager, then compiled;
 # 2. sampling 1,000 coco sentences at GPT-2-small: fixed-shape decoding (a CUDA graph per token)
 #    against row-dropping decoding, and the host-device synchronisations of MLE steps, sampling,
@@ -20,6 +20,7 @@ done
 timeout 120 python3 tests/bench_engine.py $G --sampling --rounds 3 2>&1 | tail -1 | tee -a $O/sampling.txt
 timeout 180 python3 tests/bench_engine.py $G --set batch_size=128 --syncs 2>&1 | tail -1 | tee -a $O/syncs.txt
 timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_kv_decoding.py tests/test_engine.py 2>&1 | tail -2 | tee -a $O/cuda_tests.txt
+timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_rollout.py tests/test_lstm_gan.py tests/test_seqgan.py -k cuda 2>&1 | tail -2 | tee -a $O/cuda_tests.txt
 W=/tmp/engine; rm -rf $W
 for batching in "--set batch_size=128" "--set tokens_per_batch=8192" "--set tokens_per_batch=16384"; do
   for compile in false true; do
