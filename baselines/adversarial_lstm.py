@@ -148,21 +148,21 @@ class AdversarialLSTM(MLELSTM, abc.ABC):
 
     def mle_step(self) -> StepReport:
         indices = self.batches.next_indices()
+        lengths = self.train_lengths[indices]
         batch = self.train_data.select(to_device(indices, self.device))
         # Logits of the counted positions only (no work on padding), sentence after sentence.
-        logits, targets = self.generator.counted_logits(batch.inputs, batch.targets,
-                                                         self.train_lengths[indices])
+        logits, targets = self.generator.counted_logits(batch.inputs, batch.targets, lengths)
         # A diagnostic only (no collapse check in MLE): 8 sentences keep its cost a few per
         # cent of the step, so the MLE phase runs as fast as mle_lstm's. Their positions are
         # the first rows of the counted logits; taken before the loss's backward, which
         # reuses the logits' buffer. Counts come from the host's lengths (mle_lstm's).
-        first_eight = int(self.train_lengths[indices[:8]].sum())
+        first_eight = int(lengths[:8].sum())
         entropy = est.mean_token_entropy(logits[:first_eight].detach(),
                                          torch.ones(first_eight, dtype=torch.bool,
                                                     device=logits.device))
         loss = cross_entropy_consuming_logits(logits, targets)
         self._step(self.optimizer, self.generator, loss)
-        tokens = int(self.train_lengths[indices].sum())
+        tokens = int(lengths.sum())
         # The harness ends the run at a non-finite or exploding MLE loss (its nll rule).
         loss = loss.detach()
         return StepReport(tokens=tokens, flops=3 * tokens * self.generator.flops_per_token(),

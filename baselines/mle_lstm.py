@@ -155,10 +155,11 @@ class MLELSTM(Variant):
 
     def train_step(self, progress: float) -> StepReport:
         indices = self.batches.next_indices()
+        lengths = self.train_lengths[indices]
         batch = self.train_data.select(to_device(indices, self.device))
-        loss = self.generator.nll_loss(batch.inputs, batch.targets, self.train_lengths[indices])
+        loss = self.generator.nll_loss(batch.inputs, batch.targets, lengths)
         optimizer_step(self.optimizer, self.generator, loss, self.config.grad_clip)
-        tokens = int(self.train_lengths[indices].sum())
+        tokens = int(lengths.sum())
         # Tensors, not floats: the harness reads them in batches (bench.step_values).
         loss = loss.detach()
         return StepReport(tokens=tokens, flops=3 * tokens * self.generator.flops_per_token(),

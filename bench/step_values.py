@@ -30,7 +30,7 @@ class StepValues:
     def failure(self) -> str | None:
         """Why this step's own checks (StepReport.checks) end the run, or None."""
         for check in self.checks:
-            why = check.failure(check.value)
+            why = check.failure()
             if why:
                 return why
         return None

@@ -32,8 +32,9 @@ class Check:
     floor: float = -math.inf
     floor_name: str = ""  # the config field that sets the floor: "min_entropy"
 
-    def failure(self, value: float) -> str | None:
-        """Why ``value`` (this check's, read on the host) ends the run, or None."""
+    def failure(self) -> str | None:
+        """Why this check's value (read on the host: a float) ends the run, or None."""
+        value = float(self.value)
         if not math.isfinite(value):
             return f"non-finite {self.what}: {value}"
         if value < self.floor:

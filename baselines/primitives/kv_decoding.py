@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from transformers import GPT2LMHeadModel, PreTrainedModel
 
 from baselines.primitives.lm_head import aligned_head
+from baselines.primitives.sampling import fixed_rows_default
 
 Stepper = Callable[[torch.Tensor], torch.Tensor]  # input ids [N, S] -> last logits [N, V]
 
@@ -265,8 +266,9 @@ def next_token_stepper(model: PreTrainedModel, batch_size: int, max_length: int,
     ``fixed_shape`` (default: on CUDA) picks GPT2FixedShapeStepper, graph-captured on CUDA;
     on a CPU, dropping ended rows is worth more than a fixed shape."""
     if GPT2StaticCacheStepper.supports(model) and max_length <= model.config.n_positions:
-        cuda = model.lm_head.weight.is_cuda
-        if cuda if fixed_shape is None else fixed_shape:
-            return GPT2FixedShapeStepper(model, batch_size, max_length, graph=cuda)
+        device = model.lm_head.weight.device
+        if fixed_rows_default(device) if fixed_shape is None else fixed_shape:
+            return GPT2FixedShapeStepper(model, batch_size, max_length,
+                                         graph=device.type == "cuda")
         return GPT2StaticCacheStepper(model, batch_size, max_length)
     return ModelCacheStepper(model)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.primitives.sampling import END_CHECK_EVERY, draw_categorical
+from baselines.primitives.sampling import END_CHECK_EVERY, draw_categorical, fixed_rows_default
 from bench.text import BOS, EOS, PAD, UNK
 
 
@@ -124,7 +124,7 @@ class LSTMGenerator(nn.Module):
         way the draws are those of decoding every row to the end (draw_categorical's
         ``active``), so both give the same sequences."""
         device = self.output.weight.device
-        if fixed_rows if fixed_rows is not None else device.type == "cuda":
+        if fixed_rows if fixed_rows is not None else fixed_rows_default(device):
             return self._sample_fixed_rows(n, max_length, temperature, generator)
         tokens = torch.full((n, 1), BOS, dtype=torch.long, device=device)
         out = torch.full((n, max_length + 1), PAD, dtype=torch.long, device=device)

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from baselines.primitives.engine import to_device
 from baselines.primitives.estimators import monte_carlo_rewards
 from baselines.primitives.lstm import LSTMGenerator
-from baselines.primitives.sampling import END_CHECK_EVERY
+from baselines.primitives.sampling import END_CHECK_EVERY, fixed_rows_default
 from bench.errors import StepAbandoned
 from bench.text import BOS, EOS, PAD, UNK
 
@@ -141,12 +141,6 @@ def unfinished_prefixes(sequences: torch.Tensor) -> torch.Tensor:
     unfinished = ~ended[:, :-1]
     unfinished[:, -1] = False
     return unfinished
-
-
-def fixed_rows_default(device: torch.device) -> bool:
-    """Whether completions decode every row to the end by default: on CUDA, where a read of the
-    device per token (which rows are still running?) costs more than the rows' arithmetic."""
-    return device.type == "cuda"
 
 
 @torch.no_grad()

@@ -10,6 +10,13 @@ import torch
 END_CHECK_EVERY = 8
 
 
+def fixed_rows_default(device: torch.device) -> bool:
+    """Whether decoders keep every row to the end by default: on CUDA, where a read of the
+    device per token (which rows are still running?) costs more than the ended rows'
+    arithmetic; on a CPU, dropping ended rows is worth more."""
+    return torch.device(device).type == "cuda"
+
+
 def draw_categorical(probs: torch.Tensor, generator: torch.Generator,
                      active: torch.Tensor | None = None) -> torch.Tensor:
     """One index per row of ``probs`` [N, V] by inverting the cumulative distribution: the
